@@ -1,0 +1,215 @@
+//! Automatic review of a listing: completeness and lawfulness.
+//!
+//! Region rule: a usage region is inside the data's region when it equals it or
+//! extends it with a `-` suffix (`US-CA` is inside `US`). Important data may be used
+//! only inside its region, because taking it abroad needs a security assessment that
+//! the exchange cannot grant; core data is never listed.
+
+use carrel_model::{ColumnRole, ColumnType, DataLevel, Product};
+use time::OffsetDateTime;
+
+/// One reason a listing is rejected, with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReviewReason {
+    /// Stable code, such as `missing_privacy_unit`.
+    pub code: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn reason(code: &'static str, message: String) -> ReviewReason {
+    ReviewReason { code, message }
+}
+
+/// Reviews a product listing and returns every reason to reject it.
+///
+/// # Errors
+///
+/// Returns all reasons found, in a stable order, when the listing is incomplete or
+/// unlawful.
+pub fn review_listing(product: &Product, now: OffsetDateTime) -> Result<(), Vec<ReviewReason>> {
+    let mut reasons = Vec::new();
+    completeness(product, now, &mut reasons);
+    budget(product, &mut reasons);
+    columns(product, &mut reasons);
+    lawfulness(product, &mut reasons);
+    if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+}
+
+fn completeness(product: &Product, now: OffsetDateTime, reasons: &mut Vec<ReviewReason>) {
+    let policy = &product.policy;
+    if product.title.trim().is_empty() {
+        reasons.push(reason("missing_title", "the product has no title: give one".into()));
+    }
+    if let Err(error) = product.dataset.validate() {
+        reasons.push(reason("invalid_dataset", error.to_string()));
+    }
+    if policy.purposes.iter().all(|p| p.trim().is_empty()) {
+        reasons.push(reason(
+            "missing_purposes",
+            "the offer allows no purpose: list the purposes a consumer may declare".into(),
+        ));
+    }
+    if policy.valid_until <= policy.valid_from {
+        reasons.push(reason(
+            "empty_validity",
+            format!(
+                "validity window {} to {} is empty: valid_until must be after valid_from",
+                policy.valid_from, policy.valid_until
+            ),
+        ));
+    } else if policy.valid_until <= now {
+        reasons.push(reason(
+            "validity_ended",
+            format!("the offer expired at {}: set a later valid_until", policy.valid_until),
+        ));
+    }
+    if policy.max_queries == 0 {
+        reasons.push(reason("zero_queries", "max_queries is 0: allow at least one".into()));
+    }
+    if policy.max_rows_per_unit == 0 {
+        reasons.push(reason(
+            "zero_rows_per_unit",
+            "max_rows_per_unit is 0: allow at least one row per person".into(),
+        ));
+    }
+    if policy.min_group_size < 2 {
+        reasons.push(reason(
+            "min_group_too_small",
+            format!(
+                "min_group_size {} would release single persons: set it to 2 or more",
+                policy.min_group_size
+            ),
+        ));
+    }
+    let currency = &policy.price_per_query.currency;
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        reasons.push(reason(
+            "invalid_currency",
+            format!("currency {currency:?} is not an ISO 4217 code such as \"USD\""),
+        ));
+    }
+    if policy.usage_regions.is_empty() {
+        reasons.push(reason(
+            "missing_usage_regions",
+            "the offer names no usage region: list where results may be used".into(),
+        ));
+    }
+}
+
+fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    let policy = &product.policy;
+    let budget = policy.budget;
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(budget.epsilon) {
+        reasons.push(reason(
+            "invalid_budget",
+            format!("budget epsilon {} must be a finite number above 0", budget.epsilon),
+        ));
+    }
+    if !(budget.delta.is_finite() && (0.0..1.0).contains(&budget.delta)) {
+        reasons.push(reason(
+            "invalid_budget",
+            format!("budget delta {} must be at least 0 and below 1", budget.delta),
+        ));
+    }
+    if !positive(policy.query_epsilon) || policy.query_epsilon > budget.epsilon {
+        reasons.push(reason(
+            "invalid_query_epsilon",
+            format!(
+                "query_epsilon {} must be above 0 and at most the budget's epsilon {}",
+                policy.query_epsilon, budget.epsilon
+            ),
+        ));
+    }
+    if !positive(policy.query_delta) || policy.query_delta > budget.delta {
+        reasons.push(reason(
+            "invalid_query_delta",
+            format!(
+                "query_delta {} must be above 0 (it pays for suppressing small groups) and \
+                 at most the budget's delta {}",
+                policy.query_delta, budget.delta
+            ),
+        ));
+    }
+}
+
+fn columns(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    let dataset = &product.dataset;
+    let rules = &product.policy.columns;
+    let uses = [("group_by", &rules.group_by), ("filter", &rules.filter), ("aggregate", &rules.aggregate)];
+    for (place, names) in uses {
+        for name in names {
+            let Some(column) = dataset.column(name) else {
+                reasons.push(reason(
+                    "unknown_column",
+                    format!("{place} lists column {name:?}, which the dataset does not declare"),
+                ));
+                continue;
+            };
+            if column.role == ColumnRole::Identifier && place != "aggregate" {
+                reasons.push(reason(
+                    "identifier_exposed",
+                    format!(
+                        "identifier column {name:?} may not appear in {place}: it names persons"
+                    ),
+                ));
+            }
+            let numeric = column.column_type != ColumnType::Text;
+            if place == "aggregate" && numeric && column.bounds.is_none() {
+                reasons.push(reason(
+                    "missing_bounds",
+                    format!("aggregated column {name:?} has no bounds: declare lower and upper"),
+                ));
+            }
+        }
+    }
+}
+
+fn lawfulness(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    let dataset = &product.dataset;
+    let class = &dataset.classification;
+    let personal = class.personal_information || class.sensitive_personal_information;
+    if personal && dataset.privacy_unit.is_none() {
+        reasons.push(reason(
+            "missing_privacy_unit",
+            "the dataset holds personal information but names no privacy_unit column: \
+             name the column that identifies the person of each row"
+                .into(),
+        ));
+    }
+    if class.level == DataLevel::Core {
+        reasons.push(reason(
+            "core_data",
+            "core data may not be offered on the exchange".into(),
+        ));
+    }
+    if class.level == DataLevel::Important {
+        for region in &product.policy.usage_regions {
+            if !inside_region(region, &class.region) {
+                reasons.push(reason(
+                    "important_data_abroad",
+                    format!(
+                        "important data held in {:?} is offered for use in {region:?}: \
+                         export needs a security assessment, so restrict usage_regions to {:?}",
+                        class.region, class.region
+                    ),
+                ));
+            }
+        }
+    }
+    if dataset.rights.holder != product.provider {
+        reasons.push(reason(
+            "holder_mismatch",
+            format!(
+                "the provider {:?} is not the dataset's holder {:?}: only the holder may offer it",
+                product.provider, dataset.rights.holder
+            ),
+        ));
+    }
+}
+
+/// Returns whether `usage` lies inside `home` (`US-CA` inside `US`, `US` inside `US`).
+pub(crate) fn inside_region(usage: &str, home: &str) -> bool {
+    usage == home || usage.strip_prefix(home).is_some_and(|rest| rest.starts_with('-'))
+}
