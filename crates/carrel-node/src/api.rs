@@ -1,0 +1,308 @@
+//! HTTP routes of a node. Every route but the public ones is wrapped so that the
+//! request is verified (signer, signature, time, nonce) and the response signed.
+//!
+//! | route | caller |
+//! | --- | --- |
+//! | `GET /.well-known/dspace-version`, `GET /health` | anyone |
+//! | `POST /participants` (exchange) | a participant registering its own key |
+//! | `GET /participants/{name}`, `POST /listings`, `GET /catalog`, `POST /agreements/countersign` (exchange) | participants |
+//! | `POST /negotiations/request`, `GET /negotiations/{pid}`, `POST /negotiations/{pid}/agreement/verification`, `POST /negotiations/{pid}/termination`, `POST /queries` (provider) | consumers |
+//! | `POST /callback/negotiations/{pid}/agreement`, `POST /callback/negotiations/{pid}/events` (consumer) | providers |
+//! | `POST /agreements/{id}/revocation` | a party to the agreement |
+//! | `/admin/...` | the node's own key, used by the `carrel` command |
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use carrel_net::{SignedRoutes, VerifiedSigner};
+use serde_json::{Value, json};
+
+use crate::agreements::{self, SignedRevocation};
+use crate::consumer::{self, StartNegotiation};
+use crate::error::{NodeError, NodeResult};
+use crate::negotiation::{AgreementMessage, ContractRequest};
+use crate::node::Node;
+use crate::nonces::SqliteNonces;
+use crate::provider::{self, PublishProduct, RegisterDataset};
+use crate::query::{self, QueryRequest};
+use crate::{exchange, registration};
+
+type Shared = State<Arc<Node>>;
+type Reply = NodeResult<Json<Value>>;
+
+/// Builds the node's router.
+pub fn router(node: Arc<Node>) -> NodeResult<Router> {
+    let mut signed = Router::new()
+        .route("/agreements/{id}/revocation", post(revocation))
+        .route("/admin/status", get(status))
+        .route("/admin/agreements/{id}", get(show_agreement))
+        .route("/admin/agreements/{id}/revoke", post(revoke));
+    if node.is_exchange() {
+        signed = signed
+            .route("/participants/{name}", get(participant))
+            .route("/listings", post(listing))
+            .route("/catalog", get(catalog))
+            .route("/agreements/countersign", post(countersign));
+    } else {
+        signed = signed
+            .route("/negotiations/request", post(contract_request))
+            .route("/negotiations/{pid}", get(negotiation_state))
+            .route(
+                "/negotiations/{pid}/agreement/verification",
+                post(verification),
+            )
+            .route("/negotiations/{pid}/termination", post(termination))
+            .route("/queries", post(run_query))
+            .route(
+                "/callback/negotiations/{pid}/agreement",
+                post(agreement_callback),
+            )
+            .route("/callback/negotiations/{pid}/events", post(event_callback))
+            .route("/admin/datasets", post(register_dataset))
+            .route("/admin/products", post(publish))
+            .route("/admin/catalog", get(admin_catalog))
+            .route("/admin/negotiations", post(start_negotiation))
+            .route("/admin/negotiations/{id}", get(show_negotiation))
+            .route("/admin/queries", post(forward_query));
+    }
+    let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
+    let identity = node.identity.node().clone();
+    let wrapped = SignedRoutes::new(identity, node.key_directory(), nonces)
+        .wrap(signed.with_state(node.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            registration::learn_signer,
+        ));
+    let public = Router::new()
+        .route("/.well-known/dspace-version", get(version))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }));
+    let public = if node.is_exchange() {
+        public.route("/participants", post(registration::register))
+    } else {
+        public
+    };
+    Ok(public.with_state(node).merge(wrapped))
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "protocolVersions": [{ "version": "2025-1", "path": "/", "binding": "HTTPS" }] }))
+}
+
+fn admin(node: &Node, signer: &VerifiedSigner) -> NodeResult<()> {
+    if signer.name() == node.identity.name() {
+        return Ok(());
+    }
+    Err(NodeError::Forbidden(format!(
+        "{:?} may not use the admin API of {:?}",
+        signer.name(),
+        node.identity.name()
+    )))
+}
+
+async fn status(State(node): Shared, signer: VerifiedSigner) -> Reply {
+    admin(&node, &signer)?;
+    let (size, checkpoint) = node.store.read(|c| {
+        let latest = carrel_ledger::AuditLog::latest_checkpoint(c)?;
+        Ok((
+            carrel_ledger::AuditLog::tree_size(c)?,
+            latest.map(|c| c.note),
+        ))
+    })?;
+    Ok(Json(
+        json!({ "name": node.identity.name(), "role": node.config.role,
+                    "endpoint": node.endpoint(), "audit_tree_size": size,
+                    "checkpoint": checkpoint }),
+    ))
+}
+
+async fn participant(State(node): Shared, _: VerifiedSigner, Path(name): Path<String>) -> Reply {
+    let found = node.store.read(|c| exchange::load_participant(c, &name))?;
+    let found = found.ok_or(NodeError::NotFound {
+        what: "participant",
+        id: name,
+    })?;
+    Ok(Json(json!(found)))
+}
+
+async fn listing(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(product): Json<carrel_model::Product>,
+) -> Reply {
+    exchange::review(&node, signer.name(), product).map(Json)
+}
+
+async fn catalog(State(node): Shared, _: VerifiedSigner) -> Reply {
+    exchange::catalog(&node).map(Json)
+}
+
+async fn countersign(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(signed): Json<carrel_model::SignedAgreement>,
+) -> Reply {
+    exchange::countersign(&node, signer.name(), signed).map(|s| Json(json!(s)))
+}
+
+async fn contract_request(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<ContractRequest>,
+) -> Reply {
+    provider::contract_request(&node, signer.name(), request)
+        .await
+        .map(Json)
+}
+
+async fn negotiation_state(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(pid): Path<String>,
+) -> Reply {
+    provider::negotiation_state(&node, signer.name(), &pid).map(Json)
+}
+
+async fn verification(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(pid): Path<String>,
+    Json(message): Json<AgreementMessage>,
+) -> Reply {
+    provider::verification(&node, signer.name(), &pid, message)
+        .await
+        .map(Json)
+}
+
+async fn termination(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(pid): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let reason = body["reason"]
+        .as_str()
+        .unwrap_or("terminated by the consumer")
+        .to_owned();
+    provider::termination(&node, signer.name(), &pid, reason).map(Json)
+}
+
+async fn run_query(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<QueryRequest>,
+) -> Reply {
+    query::run(&node, signer.name(), request).await.map(Json)
+}
+
+async fn agreement_callback(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(pid): Path<String>,
+    Json(message): Json<AgreementMessage>,
+) -> Reply {
+    consumer::agreement(&node, signer.name(), &pid, message)
+        .await
+        .map(Json)
+}
+
+async fn event_callback(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(pid): Path<String>,
+    Json(message): Json<AgreementMessage>,
+) -> Reply {
+    consumer::event(&node, signer.name(), &pid, message)
+        .await
+        .map(Json)
+}
+
+async fn revocation(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(signed): Json<SignedRevocation>,
+) -> Reply {
+    if signed.revocation.agreement_id != id {
+        return Err(NodeError::BadRequest(format!(
+            "the revocation names agreement {}, not {id}",
+            signed.revocation.agreement_id
+        )));
+    }
+    agreements::apply_revocation(&node, signer.name(), &signed).map(|r| Json(json!(r)))
+}
+
+async fn register_dataset(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<RegisterDataset>,
+) -> Reply {
+    admin(&node, &signer)?;
+    provider::register_dataset(&node, request).await.map(Json)
+}
+
+async fn publish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<PublishProduct>,
+) -> Reply {
+    admin(&node, &signer)?;
+    provider::publish(&node, request).await.map(Json)
+}
+
+async fn admin_catalog(State(node): Shared, signer: VerifiedSigner) -> Reply {
+    admin(&node, &signer)?;
+    node.get(node.exchange_name()?, "/catalog").await.map(Json)
+}
+
+async fn start_negotiation(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<StartNegotiation>,
+) -> Reply {
+    admin(&node, &signer)?;
+    consumer::start(&node, request).await.map(Json)
+}
+
+async fn show_negotiation(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+) -> Reply {
+    admin(&node, &signer)?;
+    consumer::show(&node, &id).map(|n| Json(json!(n)))
+}
+
+async fn show_agreement(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+) -> Reply {
+    admin(&node, &signer)?;
+    let record = node.store.read(|c| agreements::load(c, &id))?;
+    let checks = agreements::verify(&node, &record.signed).await?;
+    Ok(Json(json!({ "agreement": record, "verification": checks })))
+}
+
+async fn revoke(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    admin(&node, &signer)?;
+    let reason = body["reason"].as_str().unwrap_or("revoked").to_owned();
+    agreements::revoke(&node, &id, reason)
+        .await
+        .map(|r| Json(json!(r)))
+}
+
+async fn forward_query(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<QueryRequest>,
+) -> Reply {
+    admin(&node, &signer)?;
+    query::forward(&node, request).await.map(Json)
+}

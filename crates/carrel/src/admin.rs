@@ -1,0 +1,203 @@
+//! Commands that act through a running node's admin API, signed with the node's own
+//! key read from its folder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use carrel_net::NodeIdentity;
+use carrel_node::NodeDir;
+use serde_json::{Value, json};
+
+use crate::Command;
+use crate::output::Output;
+
+/// How long `negotiate` waits for the agreement to be finalized.
+const NEGOTIATION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A signed connection to the node in a folder.
+pub struct AdminClient {
+    identity: Arc<NodeIdentity>,
+    endpoint: String,
+}
+
+impl AdminClient {
+    /// Opens the node folder `dir` and finds its running endpoint.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = NodeDir::new(dir);
+        let config = dir.load_config()?;
+        let identity = NodeIdentity::load(&config.name, dir.key())
+            .with_context(|| format!("cannot load the key of node {}", config.name))?;
+        let endpoint = dir.load_endpoint()?;
+        Ok(Self {
+            identity: Arc::new(identity),
+            endpoint,
+        })
+    }
+
+    /// Sends a signed request to the node's own API.
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let name = self.identity.name().to_owned();
+        let key = self.identity.public_key();
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let result = carrel_node::transport::call(
+            &self.identity,
+            &name,
+            &self.endpoint,
+            &key,
+            method,
+            path,
+            bytes,
+        )
+        .await;
+        match result {
+            Ok(value) => Ok(value),
+            // The node's own rejection, which already names the peer that decided.
+            Err(carrel_node::NodeError::Remote { message, .. }) => Err(anyhow::anyhow!(message)),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Sends a POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(http::Method::POST, path, Some(body)).await
+    }
+
+    /// Sends a GET.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(http::Method::GET, path, None).await
+    }
+}
+
+fn read_json(path: &Path, what: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the {what} file {} is not valid JSON", path.display()))
+}
+
+/// Runs one admin command.
+pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
+    match command {
+        Command::Register {
+            node,
+            file,
+            description,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let source = std::fs::canonicalize(&file)
+                .with_context(|| format!("cannot find {}", file.display()))?;
+            let body =
+                json!({ "source": source, "description": read_json(&description, "description")? });
+            out.value(
+                "dataset registered",
+                &client.post("/admin/datasets", body).await?,
+            );
+        }
+        Command::Publish {
+            node,
+            dataset,
+            title,
+            policy,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let body = json!({ "dataset": dataset, "title": title, "policy": read_json(&policy, "policy")? });
+            out.value(
+                "product listed",
+                &client.post("/admin/products", body).await?,
+            );
+        }
+        Command::Catalog { node } => {
+            let client = AdminClient::open(&node.node)?;
+            out.catalog(&client.get("/admin/catalog").await?);
+        }
+        Command::Negotiate {
+            node,
+            offer,
+            purpose,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let agreement = negotiate(&client, &offer, &purpose, out).await?;
+            out.value("agreement finalized", &agreement);
+        }
+        Command::Agreement { node, id } => {
+            let client = AdminClient::open(&node.node)?;
+            out.value(
+                "agreement",
+                &client.get(&format!("/admin/agreements/{id}")).await?,
+            );
+        }
+        Command::Revoke { node, id, reason } => {
+            let client = AdminClient::open(&node.node)?;
+            let body = json!({ "reason": reason });
+            out.value(
+                "agreement revoked",
+                &client
+                    .post(&format!("/admin/agreements/{id}/revoke"), body)
+                    .await?,
+            );
+        }
+        Command::Query {
+            node,
+            agreement,
+            epsilon,
+            sql,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let body = json!({ "agreement": agreement, "sql": sql, "epsilon": epsilon });
+            out.release(&client.post("/admin/queries", body).await?);
+        }
+        _ => bail!("this command does not go through the admin API"),
+    }
+    Ok(())
+}
+
+/// Starts a negotiation and waits until it is finalized or terminated, printing
+/// each state it passes through.
+pub async fn negotiate(
+    client: &AdminClient,
+    offer: &str,
+    purpose: &str,
+    out: &Output,
+) -> anyhow::Result<Value> {
+    let started = client
+        .post(
+            "/admin/negotiations",
+            json!({ "offer": offer, "purpose": purpose }),
+        )
+        .await?;
+    let id = started["negotiation"]
+        .as_str()
+        .context("the node returned no negotiation id")?
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + NEGOTIATION_DEADLINE;
+    let mut last = String::new();
+    loop {
+        let n = client.get(&format!("/admin/negotiations/{id}")).await?;
+        let state = n["state"].as_str().unwrap_or_default().to_owned();
+        if state != last {
+            out.progress(&format!("negotiation {id}: {state}"));
+            last.clone_from(&state);
+        }
+        match state.as_str() {
+            "FINALIZED" => return Ok(n["signed"].clone()),
+            "TERMINATED" => bail!(
+                "negotiation {id} was terminated: {}",
+                n["reason"].as_str().unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "negotiation {id} is still {state} after {NEGOTIATION_DEADLINE:?}; check the provider's log"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,283 @@
+//! The `carrel` command: run a node, publish datasets, negotiate agreements, run
+//! differentially private queries, check audit logs, and run the demo.
+
+mod admin;
+mod audit;
+mod demo;
+mod exact;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use carrel_model::Role;
+use carrel_node::{NodeConfig, NodeDir, PinnedExchange};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::output::Output;
+
+/// Carrel: a trusted data space. Data stays with its holder; only results that a
+/// signed agreement permits leave, and every decision is in a verifiable audit log.
+#[derive(Parser)]
+#[command(name = "carrel", version)]
+struct Cli {
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Exchange,
+    Provider,
+    Consumer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Exchange => Role::Exchange,
+            RoleArg::Provider => Role::Provider,
+            RoleArg::Consumer => Role::Consumer,
+        }
+    }
+}
+
+/// Node folder option shared by the commands that talk to a running node.
+#[derive(clap::Args)]
+struct NodeArg {
+    /// Node folder of the running node to act as.
+    #[arg(long, env = "CARREL_NODE", default_value = ".")]
+    node: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node folder: identity key, database, empty audit log.
+    Init {
+        /// Folder to create.
+        dir: PathBuf,
+        /// Participant name, unique in the data space (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// Role of the node.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// HTTPS URL of the exchange (participants only).
+        #[arg(long)]
+        exchange: Option<String>,
+        /// Base64 Ed25519 public key of the exchange, pinned now (participants only).
+        #[arg(long)]
+        exchange_key: Option<String>,
+        /// Participant name of the exchange.
+        #[arg(long, default_value = "exchange")]
+        exchange_name: String,
+        /// Address to listen on; port 0 picks a free port at each start.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Run a node's HTTPS API until SIGINT or SIGTERM.
+    Serve {
+        /// Node folder.
+        dir: PathBuf,
+    },
+    /// Register a dataset from a CSV or Parquet file (provider).
+    Register {
+        #[command(flatten)]
+        node: NodeArg,
+        /// CSV or Parquet file on this machine.
+        file: PathBuf,
+        /// JSON file describing the dataset: columns, roles, bounds, privacy unit,
+        /// classification and rights.
+        #[arg(long)]
+        description: PathBuf,
+    },
+    /// Publish a data product with its offer; the exchange reviews it (provider).
+    Publish {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Registered dataset name or id.
+        #[arg(long)]
+        dataset: String,
+        /// Catalog title.
+        #[arg(long)]
+        title: String,
+        /// JSON file with the usage policy of the offer.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Show the exchange's catalog.
+    Catalog {
+        #[command(flatten)]
+        node: NodeArg,
+    },
+    /// Negotiate an agreement for an offer and wait until it is finalized (consumer).
+    Negotiate {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Offer id from the catalog.
+        #[arg(long)]
+        offer: String,
+        /// Purpose declared to the provider; must be one the offer allows.
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Show an agreement and verify its three signatures.
+    Agreement {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Agreement id.
+        id: String,
+    },
+    /// Revoke a finalized agreement; every later use is rejected.
+    Revoke {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Agreement id.
+        id: String,
+        /// Reason recorded in the audit logs.
+        #[arg(long, default_value = "revoked by a party")]
+        reason: String,
+    },
+    /// Run a differentially private aggregate query under an agreement (consumer).
+    Query {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Agreement id.
+        #[arg(long)]
+        agreement: String,
+        /// Epsilon to spend; the offer's default when absent.
+        #[arg(long)]
+        epsilon: Option<f64>,
+        /// SQL text: SELECT with COUNT, SUM or AVG over permitted columns.
+        sql: String,
+    },
+    /// Check a node's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run the whole story on real census data with three node processes.
+    Demo {
+        /// Keep the nodes' folders here instead of a temporary folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the whole log against its latest signed checkpoint.
+    Verify {
+        /// Node folder.
+        dir: PathBuf,
+    },
+    /// Print the inclusion proof of one entry against the latest checkpoint.
+    Prove {
+        /// Node folder.
+        dir: PathBuf,
+        /// Entry index, from 0.
+        index: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            out.error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            dir,
+            name,
+            role,
+            exchange,
+            exchange_key,
+            exchange_name,
+            listen,
+        } => {
+            let exchange = match (exchange, exchange_key) {
+                (Some(url), Some(public_key)) => Some(PinnedExchange {
+                    name: exchange_name,
+                    url,
+                    public_key,
+                }),
+                (None, None) => None,
+                _ => anyhow::bail!("give both --exchange and --exchange-key, or neither"),
+            };
+            let config = NodeConfig {
+                origin: format!("carrel.local/{name}"),
+                name,
+                role: role.into(),
+                listen,
+                exchange,
+            };
+            let key = carrel_node::init(&NodeDir::new(&dir), &config)?;
+            out.init(&dir, &config, &key);
+            Ok(())
+        }
+        Command::Serve { dir } => serve(dir).await,
+        Command::Audit {
+            command: AuditCommand::Verify { dir },
+        } => audit::verify(&dir, out),
+        Command::Audit {
+            command: AuditCommand::Prove { dir, index },
+        } => audit::prove(&dir, index, out),
+        Command::Demo { keep } => demo::run(keep, out).await,
+        other => admin::run(other, out).await,
+    }
+}
+
+async fn serve(dir: PathBuf) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,carrel=debug".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    carrel_node::serve(NodeDir::new(&dir), shutdown_signal())
+        .await
+        .with_context(|| format!("node in {} stopped with an error", dir.display()))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; stop the node with SIGINT");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}
