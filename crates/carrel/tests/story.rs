@@ -227,3 +227,36 @@ fn malformed_csv_is_rejected_with_its_row() {
     ]);
     assert!(message.contains('3') || message.contains('2'), "{message}");
 }
+
+#[test]
+fn audit_verify_detects_a_changed_entry() {
+    let mut cluster = Cluster::start();
+    cluster.agreement(
+        &regions_csv(),
+        &regions_description(),
+        &regions_policy(10.0, 3600),
+        "research",
+    );
+    cluster.provider.stop();
+    let provider = cluster.provider.arg();
+    ok(&["audit", "verify", &provider]);
+
+    let conn = rusqlite::Connection::open(cluster.provider.dir.join("node.db")).unwrap();
+    let entry: Vec<u8> = conn
+        .query_row("SELECT entry FROM audit_entries WHERE idx = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let forged = String::from_utf8(entry)
+        .unwrap()
+        .replace("\"accepted\":true", "\"accepted\":false");
+    conn.execute(
+        "UPDATE audit_entries SET entry = ?1 WHERE idx = 1",
+        [forged.as_bytes()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let message = fails(&["audit", "verify", &provider]);
+    assert!(message.contains("failed verification"), "{message}");
+}
