@@ -17,7 +17,7 @@ pub enum ColumnType {
     Text,
 }
 
-/// What a column says about a person, which decides how it may be used.
+/// Kind of information a column carries about a person, which decides how it may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnRole {
@@ -83,7 +83,7 @@ pub struct Classification {
 /// The separated rights over a dataset: nobody asserts ownership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rights {
-    /// Participant that holds the data (holding right).
+    /// Participant that has the data (holding right).
     pub holder: String,
     /// Participants that may process it under a contract (processing right).
     pub processors: Vec<String>,
@@ -147,12 +147,12 @@ impl DatasetDescription {
             }
             problems.extend(bounds_problem(column));
         }
-        if let Some(unit) = &self.privacy_unit {
-            if self.column(unit).is_none() {
-                problems.push(format!(
-                    "privacy unit column {unit:?} is not among the declared columns"
-                ));
-            }
+        if let Some(unit) = &self.privacy_unit
+            && self.column(unit).is_none()
+        {
+            problems.push(format!(
+                "privacy unit column {unit:?} is not among the declared columns"
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -166,7 +166,9 @@ fn bounds_problem(column: &ColumnSpec) -> Option<String> {
     let bounds = column.bounds?;
     let name = &column.name;
     if column.column_type == ColumnType::Text {
-        return Some(format!("column {name:?} is text and cannot have bounds: remove them"));
+        return Some(format!(
+            "column {name:?} is text and cannot have bounds: remove them"
+        ));
     }
     if !bounds.lower.is_finite() || !bounds.upper.is_finite() || bounds.lower > bounds.upper {
         return Some(format!(
@@ -175,7 +177,8 @@ fn bounds_problem(column: &ColumnSpec) -> Option<String> {
         ));
     }
     let integral = |v: f64| v.fract() == 0.0 && v.abs() <= i64::MAX as f64;
-    if column.column_type == ColumnType::Integer && !(integral(bounds.lower) && integral(bounds.upper))
+    if column.column_type == ColumnType::Integer
+        && !(integral(bounds.lower) && integral(bounds.upper))
     {
         return Some(format!(
             "bounds of integer column {name:?} are [{}, {}]: give whole numbers within 64 bits",

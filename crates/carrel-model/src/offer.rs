@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::DatasetDescription;
 
-/// What a consumer may do with a product.
+/// Action a consumer may take on a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -22,7 +22,7 @@ pub struct PrivacyBudget {
     pub delta: f64,
 }
 
-/// Where each column may appear in a query; a column listed nowhere may not appear at all.
+/// Column rules of a query. A column listed nowhere may not appear at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnRules {
     /// Columns allowed in GROUP BY (and so in the SELECT list as group keys).
@@ -70,7 +70,7 @@ pub struct UsagePolicy {
     pub min_group_size: u64,
     /// Maximum rows one person contributes to a query; extra rows are dropped.
     pub max_rows_per_unit: u32,
-    /// Where each column may appear.
+    /// Column rules: where each column may appear.
     pub columns: ColumnRules,
     /// Price of one release.
     pub price_per_query: Price,

@@ -1,4 +1,4 @@
-//! The consumer's side: starting negotiations, answering the provider's callbacks,
+//! The consumer's side: starting negotiations, handling the provider's callbacks,
 //! and sending queries under finalized agreements.
 
 use std::sync::Arc;

@@ -34,12 +34,12 @@ pub enum NodeError {
     /// The listing failed the exchange's review.
     #[error("listing rejected: {}", .0.join("; "))]
     ListingRejected(Vec<String>),
-    /// A peer node failed or answered with an error.
+    /// A peer node could not be reached or sent an invalid response.
     #[error("peer {peer}: {message}")]
     Peer {
         /// Peer's name or address.
         peer: String,
-        /// What went wrong.
+        /// Description of the failure.
         message: String,
     },
     /// A peer rejected the request with its own status and code.
@@ -47,7 +47,7 @@ pub enum NodeError {
     Remote {
         /// Peer's name.
         peer: String,
-        /// HTTP status the peer answered with.
+        /// HTTP status of the peer's response.
         status: u16,
         /// The peer's error code.
         code: String,

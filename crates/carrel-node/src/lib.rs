@@ -14,7 +14,7 @@
 //!   └──────────────────┘               └─────────────────┘
 //! ```
 //!
-//! Every request between nodes is signed and answered with a signed response over
+//! Every request between nodes is signed, and so is its response, over
 //! TLS pinned to the peer's registered key ([`carrel_net`]). Every decision is
 //! committed with its audit entry in one SQLite transaction ([`store::Store`]).
 
@@ -51,11 +51,11 @@ pub use node::Node;
 ///
 /// # Errors
 ///
-/// [`NodeError::Io`] when the folder already holds a node or cannot be written.
+/// [`NodeError::Io`] when the folder already contains a node or cannot be written.
 pub fn init(dir: &NodeDir, config: &NodeConfig) -> NodeResult<String> {
     if dir.config().exists() {
         return Err(NodeError::Io(format!(
-            "{} already holds a node: choose an empty folder",
+            "{} already contains a node: choose an empty folder",
             dir.path().display()
         )));
     }

@@ -43,7 +43,7 @@ pub struct Negotiation {
     pub terms: Product,
     /// The agreement with the signatures gathered so far.
     pub signed: Option<SignedAgreement>,
-    /// Why the negotiation was terminated.
+    /// Reason the negotiation was terminated.
     pub reason: Option<String>,
 }
 

@@ -160,7 +160,7 @@ impl Node {
         self.store.read(|c| save_participant(c, participant))
     }
 
-    /// Sends a signed GET to a peer and returns its verified JSON answer.
+    /// Sends a signed GET to a peer and returns its verified JSON response.
     ///
     /// # Errors
     ///
@@ -169,7 +169,7 @@ impl Node {
         self.call(peer, http::Method::GET, path, Vec::new()).await
     }
 
-    /// Sends a signed POST with a JSON body to a peer and returns its verified answer.
+    /// Sends a signed POST with a JSON body to a peer and returns its verified response.
     ///
     /// # Errors
     ///
@@ -227,10 +227,10 @@ impl Node {
     }
 
     async fn address(&self, peer: &str) -> NodeResult<(String, PublicKey)> {
-        if let Some(exchange) = &self.config.exchange {
-            if exchange.name == peer {
-                return Ok((exchange.url.clone(), parse_key(&exchange.public_key)?));
-            }
+        if let Some(exchange) = &self.config.exchange
+            && exchange.name == peer
+        {
+            return Ok((exchange.url.clone(), parse_key(&exchange.public_key)?));
         }
         // Boxed because fetching an entry from the exchange calls back into `call`.
         let participant = Box::pin(self.participant(peer)).await?;

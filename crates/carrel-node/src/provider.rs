@@ -165,7 +165,7 @@ fn listed_product(conn: &rusqlite::Connection, offer_id: &str) -> NodeResult<Pro
 }
 
 /// Handles a consumer's `ContractRequestMessage`: decides from the offer's policy and,
-/// when it holds, answers REQUESTED and goes on to send a signed agreement.
+/// when the request passes, acknowledges it as REQUESTED and goes on to send a signed agreement.
 ///
 /// # Errors
 ///

@@ -29,18 +29,17 @@ pub async fn learn_signer(State(node): State<Arc<Node>>, request: Request, next:
         .get("carrel-signer")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(signer) = signer {
-        if !node.key_directory().contains(&signer) && !node.is_exchange() {
-            if let Err(error) = node.participant(&signer).await {
-                tracing::debug!(target: "carrel::node", %signer, %error, "signer not in the registry");
-            }
-        }
+    let unknown = signer.filter(|name| !node.key_directory().contains(name) && !node.is_exchange());
+    if let Some(signer) = unknown
+        && let Err(error) = node.participant(&signer).await
+    {
+        tracing::debug!(target: "carrel::node", %signer, %error, "signer not in the registry");
     }
     next.run(request).await
 }
 
 /// Handles `POST /participants` on the exchange: the request must be signed by the
-/// key it registers, which proves the registrant holds that key.
+/// key it registers, which proves the registrant has that private key.
 pub async fn register(State(node): State<Arc<Node>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match http_body_util::Limited::new(body, MAX_REGISTRATION_BYTES)

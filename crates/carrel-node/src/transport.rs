@@ -7,12 +7,12 @@ use carrel_net::{NodeIdentity, Peer, PeerClient, PeerError, PublicKey};
 
 use crate::error::{NodeError, NodeResult};
 
-/// Sends a signed request to `peer` at `endpoint` and returns its JSON answer.
+/// Sends a signed request to `peer` at `endpoint` and returns its JSON response body.
 ///
 /// # Errors
 ///
 /// [`NodeError::Remote`] carrying the peer's own status, code and message when it
-/// rejects the request; [`NodeError::Peer`] when it cannot be reached or its answer
+/// rejects the request; [`NodeError::Peer`] when it cannot be reached or its response
 /// fails verification.
 pub async fn call(
     identity: &Arc<NodeIdentity>,

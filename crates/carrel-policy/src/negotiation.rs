@@ -14,7 +14,7 @@
 
 use carrel_model::NegotiationState;
 
-/// Which side of the negotiation sent a message.
+/// Side of the negotiation that sent a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
@@ -87,7 +87,11 @@ pub fn transition(
         (Some(S::Agreed), C, M::Termination) => Some(S::Terminated),
         _ => None,
     };
-    next.ok_or(TransitionError { state, side, message })
+    next.ok_or(TransitionError {
+        state,
+        side,
+        message,
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 pub struct ReviewReason {
     /// Stable code, such as `missing_privacy_unit`.
     pub code: &'static str,
-    /// What is wrong and how to fix it.
+    /// Description of the problem and its fix.
     pub message: String,
 }
 
@@ -33,13 +33,20 @@ pub fn review_listing(product: &Product, now: OffsetDateTime) -> Result<(), Vec<
     budget(product, &mut reasons);
     columns(product, &mut reasons);
     lawfulness(product, &mut reasons);
-    if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
 }
 
 fn completeness(product: &Product, now: OffsetDateTime, reasons: &mut Vec<ReviewReason>) {
     let policy = &product.policy;
     if product.title.trim().is_empty() {
-        reasons.push(reason("missing_title", "the product has no title: give one".into()));
+        reasons.push(reason(
+            "missing_title",
+            "the product has no title: give one".into(),
+        ));
     }
     if let Err(error) = product.dataset.validate() {
         reasons.push(reason("invalid_dataset", error.to_string()));
@@ -61,11 +68,17 @@ fn completeness(product: &Product, now: OffsetDateTime, reasons: &mut Vec<Review
     } else if policy.valid_until <= now {
         reasons.push(reason(
             "validity_ended",
-            format!("the offer expired at {}: set a later valid_until", policy.valid_until),
+            format!(
+                "the offer expired at {}: set a later valid_until",
+                policy.valid_until
+            ),
         ));
     }
     if policy.max_queries == 0 {
-        reasons.push(reason("zero_queries", "max_queries is 0: allow at least one".into()));
+        reasons.push(reason(
+            "zero_queries",
+            "max_queries is 0: allow at least one".into(),
+        ));
     }
     if policy.max_rows_per_unit == 0 {
         reasons.push(reason(
@@ -104,13 +117,19 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
     if !positive(budget.epsilon) {
         reasons.push(reason(
             "invalid_budget",
-            format!("budget epsilon {} must be a finite number above 0", budget.epsilon),
+            format!(
+                "budget epsilon {} must be a finite number above 0",
+                budget.epsilon
+            ),
         ));
     }
     if !(budget.delta.is_finite() && (0.0..1.0).contains(&budget.delta)) {
         reasons.push(reason(
             "invalid_budget",
-            format!("budget delta {} must be at least 0 and below 1", budget.delta),
+            format!(
+                "budget delta {} must be at least 0 and below 1",
+                budget.delta
+            ),
         ));
     }
     if !positive(policy.query_epsilon) || policy.query_epsilon > budget.epsilon {
@@ -137,7 +156,11 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
 fn columns(product: &Product, reasons: &mut Vec<ReviewReason>) {
     let dataset = &product.dataset;
     let rules = &product.policy.columns;
-    let uses = [("group_by", &rules.group_by), ("filter", &rules.filter), ("aggregate", &rules.aggregate)];
+    let uses = [
+        ("group_by", &rules.group_by),
+        ("filter", &rules.filter),
+        ("aggregate", &rules.aggregate),
+    ];
     for (place, names) in uses {
         for name in names {
             let Some(column) = dataset.column(name) else {
@@ -211,5 +234,8 @@ fn lawfulness(product: &Product, reasons: &mut Vec<ReviewReason>) {
 
 /// Returns whether `usage` lies inside `home` (`US-CA` inside `US`, `US` inside `US`).
 pub(crate) fn inside_region(usage: &str, home: &str) -> bool {
-    usage == home || usage.strip_prefix(home).is_some_and(|rest| rest.starts_with('-'))
+    usage == home
+        || usage
+            .strip_prefix(home)
+            .is_some_and(|rest| rest.starts_with('-'))
 }

@@ -7,7 +7,7 @@
 use carrel_model::{Agreement, UsagePolicy};
 use time::OffsetDateTime;
 
-/// Why an agreement may not be used now.
+/// Reason an agreement may not be used now.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UseError {
@@ -118,7 +118,9 @@ pub fn check_use(
         });
     }
     if revoked {
-        return Err(UseError::Revoked { agreement: id.clone() });
+        return Err(UseError::Revoked {
+            agreement: id.clone(),
+        });
     }
     check_validity(id, &agreement.policy, now)?;
     if queries_used >= agreement.policy.max_queries {

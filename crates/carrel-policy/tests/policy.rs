@@ -9,7 +9,12 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
-fn column(name: &str, column_type: ColumnType, role: ColumnRole, bounds: Option<(f64, f64)>) -> ColumnSpec {
+fn column(
+    name: &str,
+    column_type: ColumnType,
+    role: ColumnRole,
+    bounds: Option<(f64, f64)>,
+) -> ColumnSpec {
     ColumnSpec {
         name: name.into(),
         column_type,
@@ -25,8 +30,18 @@ fn product() -> Product {
         description: String::new(),
         columns: vec![
             column("id", ColumnType::Integer, ColumnRole::Identifier, None),
-            column("region", ColumnType::Text, ColumnRole::QuasiIdentifier, None),
-            column("spend", ColumnType::Float, ColumnRole::Sensitive, Some((0.0, 1000.0))),
+            column(
+                "region",
+                ColumnType::Text,
+                ColumnRole::QuasiIdentifier,
+                None,
+            ),
+            column(
+                "spend",
+                ColumnType::Float,
+                ColumnRole::Sensitive,
+                Some((0.0, 1000.0)),
+            ),
         ],
         privacy_unit: Some("id".into()),
         classification: Classification {
@@ -47,7 +62,10 @@ fn product() -> Product {
         valid_from: NOW - Duration::days(1),
         valid_until: NOW + Duration::days(30),
         max_queries: 3,
-        budget: PrivacyBudget { epsilon: 1.0, delta: 1e-6 },
+        budget: PrivacyBudget {
+            epsilon: 1.0,
+            delta: 1e-6,
+        },
         query_epsilon: 0.2,
         query_delta: 1e-9,
         min_group_size: 10,
@@ -57,7 +75,10 @@ fn product() -> Product {
             aggregate: vec!["spend".into()],
             filter: vec!["region".into()],
         },
-        price_per_query: Price { amount_minor: 100, currency: "USD".into() },
+        price_per_query: Price {
+            amount_minor: 100,
+            currency: "USD".into(),
+        },
         usage_regions: vec!["US-CA".into()],
     };
     Product {
@@ -149,17 +170,29 @@ fn use_follows_validity_boundaries() {
     let until = a.policy.valid_until;
     let at = |t| check_use(&a, "institute", false, 0, t);
     assert!(at(from).is_ok());
-    assert!(matches!(at(from - Duration::seconds(1)), Err(UseError::NotYetValid { .. })));
+    assert!(matches!(
+        at(from - Duration::seconds(1)),
+        Err(UseError::NotYetValid { .. })
+    ));
     assert!(at(until - Duration::seconds(1)).is_ok());
     assert!(matches!(at(until), Err(UseError::Expired { .. })));
-    assert!(matches!(at(until + Duration::seconds(1)), Err(UseError::Expired { .. })));
+    assert!(matches!(
+        at(until + Duration::seconds(1)),
+        Err(UseError::Expired { .. })
+    ));
 }
 
 #[test]
 fn use_rejects_revoked_other_consumer_and_exhausted() {
     let a = agreement();
-    assert!(matches!(check_use(&a, "institute", true, 0, NOW), Err(UseError::Revoked { .. })));
-    assert!(matches!(check_use(&a, "intruder", false, 0, NOW), Err(UseError::NotAssignee { .. })));
+    assert!(matches!(
+        check_use(&a, "institute", true, 0, NOW),
+        Err(UseError::Revoked { .. })
+    ));
+    assert!(matches!(
+        check_use(&a, "intruder", false, 0, NOW),
+        Err(UseError::NotAssignee { .. })
+    ));
     assert!(matches!(
         check_use(&a, "institute", false, 3, NOW),
         Err(UseError::QueryLimitReached { .. })

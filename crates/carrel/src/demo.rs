@@ -36,7 +36,7 @@ const PROVIDER: &str = "stats-office";
 const CONSUMER: &str = "research-institute";
 const PURPOSE: &str = "public-health-research";
 
-/// One query of the story: what it asks, its SQL and the epsilon it spends.
+/// One query of the story: its title, SQL and epsilon.
 struct Question {
     title: &'static str,
     sql: &'static str,
@@ -87,6 +87,7 @@ fn stop(child: &mut Child) {
 /// Runs the demo, keeping the node folders in `keep` when given.
 pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
     let temporary;
+    let kept = keep.is_some();
     let base = match keep {
         Some(dir) => {
             std::fs::create_dir_all(&dir)
@@ -127,7 +128,11 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
         ));
         report.record(&format!("audit_{name}"), verified);
     }
-    report.line(&format!("node folders: {}", base.display()));
+    if kept {
+        report.line(&format!("node folders kept in {}", base.display()));
+    } else {
+        report.line("node folders were temporary and are removed; keep them with --keep DIR");
+    }
     report.finish();
     Ok(())
 }
@@ -204,13 +209,15 @@ async fn spawn(dir: &Path, name: &str, nodes: &mut Nodes) -> anyhow::Result<Stri
         if let Ok(url) = node_dir.load_endpoint() {
             return Ok(url);
         }
-        if let Some((_, child)) = nodes.0.last_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "node {name} exited with {status}; see {}",
-                    dir.join("node.log").display()
-                );
-            }
+        let exited = match nodes.0.last_mut() {
+            Some((_, child)) => child.try_wait()?,
+            None => None,
+        };
+        if let Some(status) = exited {
+            bail!(
+                "node {name} exited with {status}; see {}",
+                dir.join("node.log").display()
+            );
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
@@ -483,7 +490,7 @@ impl<'o> Report<'o> {
         }
     }
 
-    /// Shows a guarded query's outcome; `releases` says whether it should succeed
+    /// Shows a guarded query's outcome; `releases` is true when it should succeed
     /// with nothing released (a suppressed group) or be rejected.
     fn guard(
         &mut self,
@@ -503,7 +510,7 @@ impl<'o> Report<'o> {
                 )
             }
             (Err(error), false) => format!("{title}: rejected: {error:#}"),
-            (Ok(_), false) => bail!("{title}: the query was answered but must be rejected"),
+            (Ok(_), false) => bail!("{title}: the query returned a result but must be rejected"),
             (Err(error), true) => return Err(error.context(title.to_owned())),
         };
         self.line(&text);

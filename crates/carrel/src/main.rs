@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod demo;
 mod exact;
 mod output;
@@ -166,6 +167,11 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Run a benchmark on generated data.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +248,7 @@ async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             command: AuditCommand::Prove { dir, index },
         } => audit::prove(&dir, index, out),
         Command::Demo { keep } => demo::run(keep, out).await,
+        Command::Bench { command } => bench::run(command, out).await,
         other => admin::run(other, out).await,
     }
 }

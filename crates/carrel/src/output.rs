@@ -5,7 +5,7 @@ use std::path::Path;
 use carrel_node::NodeConfig;
 use serde_json::{Value, json};
 
-/// Where and how results are printed.
+/// Result printer: text for people, or JSON.
 pub struct Output {
     json: bool,
 }
