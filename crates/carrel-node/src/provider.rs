@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use carrel_model::{
     AuditEvent, Dataset, DatasetDescription, Product, SignedAgreement, UsagePolicy,
 };
-use carrel_policy::negotiation::{Message, Side};
+use carrel_policy::negotiation::{Message, Side, transition};
 use rusqlite::params;
 use serde::Deserialize;
 use serde_json::json;
@@ -199,21 +199,20 @@ pub async fn contract_request(
                 &product.policy,
                 OffsetDateTime::now_utc(),
             )?;
-            let mut n = Negotiation {
+            let state = transition(None, Side::Consumer, Message::Request)?;
+            let n = Negotiation {
                 id: format!("neg-{}", uuid::Uuid::new_v4()),
                 peer_pid: Some(request.consumer_pid.clone()),
                 side: Side::Provider,
                 peer: signer.to_owned(),
                 offer_id: product.offer_id.clone(),
                 purpose: request.purpose.clone(),
-                state: carrel_model::NegotiationState::Requested,
+                state,
                 terms: product,
                 signed: None,
                 reason: None,
             };
             negotiation::save(tx, &n)?;
-            n.state =
-                carrel_policy::negotiation::transition(None, Side::Consumer, Message::Request)?;
             events.push(AuditEvent::now(
                 "negotiation.requested",
                 signer,
