@@ -1,4 +1,4 @@
-//! Errors: [`QueryRejection`] for refusals found before any data is read, which cost no
+//! Errors: [`QueryRejection`] for rejections found before any data is read, which cost no
 //! budget, and [`QueryError`] for everything else.
 
 use std::fmt;
@@ -41,7 +41,7 @@ pub enum QueryRejection {
     RowLevel {
         /// The columns that would be released, comma separated.
         columns: String,
-        /// Why this is rejected and what to write instead.
+        /// The reason for the rejection and what to write instead.
         reason: String,
     },
     /// A column is used where the policy or its role does not allow it.
@@ -49,7 +49,7 @@ pub enum QueryRejection {
     ColumnNotPermitted {
         /// The column.
         column: String,
-        /// Where the query uses it.
+        /// The clause that uses it.
         clause: Clause,
         /// Why, and what is permitted instead.
         reason: String,
@@ -65,13 +65,13 @@ pub enum QueryRejection {
     /// The usage policy cannot be enforced as written.
     #[error("invalid usage policy: {reason}")]
     InvalidPolicy {
-        /// What is wrong and how to fix it.
+        /// The problem and its fix.
         reason: String,
     },
     /// The registered table cannot be queried.
     #[error("invalid registered table: {reason}")]
     InvalidTable {
-        /// What is wrong and how to fix it.
+        /// The problem and its fix.
         reason: String,
     },
     /// The epsilon asked for cannot be spent.
@@ -79,7 +79,7 @@ pub enum QueryRejection {
     InvalidEpsilon {
         /// The epsilon asked for.
         epsilon: f64,
-        /// What is wrong and how to fix it.
+        /// The problem and its fix.
         reason: String,
     },
     /// DataFusion failed to plan the query for a reason not covered above.
@@ -90,7 +90,7 @@ pub enum QueryRejection {
     },
 }
 
-/// Where in a query a column appears.
+/// The clause of a query in which a column appears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Clause {
@@ -131,7 +131,7 @@ pub enum QueryError {
     /// A file could not be read or written.
     #[error("failed to {action} {path}: {source}")]
     Io {
-        /// What was being done: "read", "write", "rename" and so on.
+        /// The failed operation: "open", "create", "rename into place" and so on.
         action: &'static str,
         /// The file.
         path: PathBuf,
@@ -238,7 +238,7 @@ pub enum QueryError {
     /// An internal invariant does not hold.
     #[error("internal error: {message}; this is a bug in carrel-query, please report it")]
     Internal {
-        /// What went wrong.
+        /// The broken invariant.
         message: String,
     },
 }

@@ -1,9 +1,9 @@
 //! Differentially private aggregate SQL over registered datasets.
 //!
-//! A provider registers a CSV or Parquet file under a [`DatasetDescription`]; a consumer
-//! sends SQL; the provider's node checks the query from its plan alone, runs it on the
-//! provider's data, and releases only noisy aggregates of groups large enough to hide a
-//! person.
+//! A provider registers a CSV or Parquet file under a [`DatasetDescription`], and a
+//! consumer sends SQL. The provider's node checks the query from its plan alone and runs
+//! it on the provider's data. Only noisy aggregates of groups large enough to hide a person
+//! leave the node.
 //!
 //! ```text
 //!  CSV / Parquet ──register_dataset──> Parquet file + RegistrationReport

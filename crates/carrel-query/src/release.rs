@@ -6,8 +6,8 @@ use crate::{AggregateFunction, Value};
 
 /// A differentially private query result, safe to send to the consumer.
 ///
-/// Only groups whose noisy distinct-person count reached the threshold appear. The
-/// release never says how many groups were suppressed.
+/// Only groups whose noisy group size reached the threshold appear. The
+/// release does not report how many groups were suppressed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Release {

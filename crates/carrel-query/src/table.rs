@@ -63,7 +63,7 @@ fn table_url(path: &Path) -> Result<ListingTableUrl, String> {
     ListingTableUrl::parse(text).map_err(|e| format!("invalid path {text}: {e}"))
 }
 
-/// The Arrow type that stores a declared column type.
+/// Returns the Arrow type that stores a declared column type.
 pub(crate) fn arrow_type(column_type: ColumnType) -> DataType {
     match column_type {
         ColumnType::Integer => DataType::Int64,
@@ -72,7 +72,8 @@ pub(crate) fn arrow_type(column_type: ColumnType) -> DataType {
     }
 }
 
-/// The Arrow schema of a registered table: every column nullable, in declared order.
+/// Returns the Arrow schema of a registered table: every column nullable, in declared
+/// order.
 pub(crate) fn arrow_schema(description: &DatasetDescription) -> SchemaRef {
     let fields: Vec<Field> = description
         .columns

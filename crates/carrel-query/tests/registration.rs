@@ -35,7 +35,7 @@ fn read_parquet(path: &Path) -> RecordBatch {
 }
 
 #[test]
-fn csv_with_crlf_bom_blank_lines_and_quotes_is_read() {
+fn csv_crlf_bom_blank_quoted_read() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "\u{feff}id,region,age,spend\r\n\
                1,\"north, upper\",30,12.5\r\n\
@@ -161,11 +161,13 @@ fn unparsable_value_names_row_column_and_value() {
         "{error}"
     );
     let message = error.to_string();
-    assert!(message.contains("row 2") && message.contains("\"age\"") && message.contains("thirty"));
+    assert!(message.contains("row 2"), "{message}");
+    assert!(message.contains("\"age\""), "{message}");
+    assert!(message.contains("thirty"), "{message}");
 }
 
 #[test]
-fn non_finite_floats_are_stored_as_missing_and_reported() {
+fn non_finite_floats_stored_as_missing() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "id,region,age,spend\n1,north,30,NaN\n2,north,30,inf\n3,north,30,-inf\n\
                4,north,30,5.5\n5,north,30,-Infinity\n";
@@ -236,7 +238,7 @@ fn parquet_source_with_wrong_type_is_rejected() {
         &description(),
     );
     result.unwrap();
-    // Declare region as an integer: the file holds text.
+    // Declare region as an integer, but the file contains text.
     let mut wrong = description();
     wrong.columns[1] = column("region", ColumnType::Integer, ColumnRole::QuasiIdentifier);
     let error = register_dataset(&first, &wrong, &dir.path().join("x.parquet")).unwrap_err();
@@ -263,7 +265,7 @@ fn unsupported_extension_and_invalid_description_are_rejected() {
 }
 
 #[test]
-fn field_count_error_counts_lines_after_blank_lines_and_quotes() {
+fn field_count_line_skips_blank_lines() {
     let dir = tempfile::tempdir().unwrap();
     let csv = "id,region,age,spend\r\n\r\n\r\n1,\"two\r\nlines\",30,1.0\r\n\r\n2,east\r\n";
     let (result, _) = register_bytes(dir.path(), csv.as_bytes(), &description());

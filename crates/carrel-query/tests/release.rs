@@ -253,9 +253,11 @@ async fn released_values_stay_finite_with_non_finite_data() {
             panic!("AVG is a float")
         };
         assert!((0.0..=1000.0).contains(&avg));
-        assert!(release.epsilon.is_finite() && release.delta.is_finite());
+        assert!(release.epsilon.is_finite());
+        assert!(release.delta.is_finite());
         for accuracy in &release.aggregates {
-            assert!(accuracy.noise_scale.is_finite() && accuracy.noise_scale > 0.0);
+            assert!(accuracy.noise_scale.is_finite());
+            assert!(accuracy.noise_scale > 0.0);
             assert!(accuracy.ci95_half_width.is_none_or(f64::is_finite));
         }
     }
@@ -319,5 +321,33 @@ async fn execute_future_is_send() {
     assert!(
         matches!(error, QueryError::Io { .. }),
         "a missing file is an error: {error}"
+    );
+}
+
+#[tokio::test]
+async fn aliased_filtered_query_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = register(dir.path(), "t", &regions_csv(), &description());
+    let mut policy = policy();
+    policy.columns.aggregate.push("region".into());
+    policy.columns.filter.push("spend".into());
+    let query = checked(
+        "SELECT x.region, COUNT(x.region) AS n FROM t AS x \
+         WHERE x.region IN ('north', 'east') AND x.spend BETWEEN 10 AND 150 \
+         GROUP BY x.region",
+        &table,
+        &policy,
+    )
+    .await;
+    let exact = execute_without_noise_insecure(&query).await.unwrap();
+    let cells: Vec<Vec<Value>> = exact
+        .groups
+        .iter()
+        .map(|g| g.cells.iter().map(ExactCell::to_value).collect())
+        .collect();
+    // Spend is 3 × id + 0.5; ids 4 to 49 fall within [10, 150], all in north.
+    assert_eq!(
+        cells,
+        vec![vec![Value::Text("north".into()), Value::Integer(46)]]
     );
 }

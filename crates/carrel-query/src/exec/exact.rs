@@ -26,7 +26,7 @@ pub enum ExactSum {
 }
 
 impl ExactSum {
-    /// The nearest `f64` to the exact sum (`±inf` only beyond `f64::MAX`).
+    /// Returns the nearest `f64` to the exact sum (`±inf` only beyond `f64::MAX`).
     pub fn to_f64(&self) -> f64 {
         match self {
             ExactSum::Integer(v) => *v as f64,
@@ -34,7 +34,7 @@ impl ExactSum {
         }
     }
 
-    /// The sum as `mantissa × 2^exponent`.
+    /// Returns the sum as `(mantissa, exponent)`, meaning `mantissa × 2^exponent`.
     pub(crate) fn to_dyadic(&self) -> (IBig, i32) {
         match self {
             ExactSum::Integer(v) => (IBig::from(*v), 0),
@@ -85,7 +85,7 @@ impl ExactFloat {
         }
     }
 
-    /// The nearest `f64`.
+    /// Returns the nearest `f64`.
     pub fn to_f64(&self) -> f64 {
         self.to_rational().to_f64().value()
     }

@@ -1,5 +1,9 @@
 //! Per-group totals over the bounded rows: distinct persons, rows, and each primitive's
 //! exact count or sum of values clamped to their declared bounds.
+//!
+//! Adding or removing one person, who has at most `k` bounded rows, changes the totals by
+//! at most `k` in L1 over all groups for rows, counts and distinct persons, and by at most
+//! `k × max(|lower|, |upper|)` for each sum.
 
 use std::collections::HashMap;
 

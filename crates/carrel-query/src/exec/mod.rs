@@ -55,8 +55,8 @@ pub async fn execute(checked: &CheckedQuery, epsilon: f64) -> Result<Release, Qu
 /// # Security
 ///
 /// The result is not differentially private: it shows exact counts and sums, groups of
-/// any size and how many groups there are. Use it only for tests and for showing a data
-/// holder the exact answer beside a release; never send it to a consumer.
+/// any size and how many groups there are. Use it only for tests and for showing the data
+/// holder the exact result beside a release. Never send it to a consumer.
 ///
 /// # Errors
 ///
@@ -182,8 +182,8 @@ pub enum ExactCell {
 }
 
 impl ExactCell {
-    /// The cell as a value: sums as the nearest `f64`, averages as the nearest `f64` to
-    /// sum / count, or `Null` when nothing was averaged.
+    /// Converts the cell to a value: sums to the nearest `f64`, averages to the nearest
+    /// `f64` to sum / count, or `Null` when nothing was averaged.
     pub fn to_value(&self) -> Value {
         match self {
             ExactCell::Key(v) => v.clone(),

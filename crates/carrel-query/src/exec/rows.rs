@@ -1,5 +1,8 @@
 //! Runs the accepted scan and WHERE filter with DataFusion and hands over each row's
 //! privacy unit, group keys and aggregated values.
+//!
+//! The accepted WHERE predicates are row-wise, so the rows that pass for one person do not
+//! depend on any other person's rows.
 
 use carrel_model::ColumnType;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};

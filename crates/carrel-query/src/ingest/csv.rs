@@ -16,7 +16,7 @@ use crate::QueryError;
 
 /// Reads the CSV file at `path` into `writer`.
 ///
-/// Data rows are numbered from 1, not counting the header or blank lines; errors give the
+/// Data rows are numbered from 1, not counting the header or blank lines. Errors give the
 /// row number and the 1-based line where the record starts.
 pub(crate) fn read_csv(
     path: &Path,
@@ -66,8 +66,9 @@ pub(crate) fn read_csv(
 
 /// Returns the 1-based line where a record's first field starts.
 ///
-/// The reader positions a record just after the previous one, so blank lines before it
-/// are counted from that position; this skips them by re-reading the file there.
+/// The `csv` reader positions a record just after the previous one, so its line number
+/// points at any blank lines before the record. This skips them by re-reading the file
+/// from that byte offset.
 fn record_line(path: &Path, position: Option<&csv::Position>) -> u64 {
     let Some(position) = position else {
         return 0;

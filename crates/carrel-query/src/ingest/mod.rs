@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::QueryError;
 use writer::{TableWriter, WriteStats};
 
-/// What registration read, kept and excluded.
+/// Counts and row numbers of what registration read, kept and excluded.
 ///
 /// Row numbers count data rows from 1: for CSV the header and blank lines are not
 /// counted, for Parquet rows are numbered in file order.
@@ -50,20 +50,22 @@ pub struct RegistrationReport {
     pub sha256: String,
 }
 
-/// Registers the CSV or Parquet file at `source` as `description` says, writing the kept
+/// Registers the CSV or Parquet file at `source` under `description`, writing the kept
 /// rows to `dest_parquet`.
 ///
 /// The format is chosen by the extension (`.csv` or `.parquet`, in any case).
 ///
 /// # Errors
 ///
-/// [`QueryError::InvalidDescription`] for an inconsistent description;
-/// [`QueryError::UndeclaredColumn`], [`QueryError::MissingColumn`] or
-/// [`QueryError::DuplicateColumn`] when the header does not match it;
-/// [`QueryError::FieldCount`] for a CSV row of the wrong length;
-/// [`QueryError::InvalidValue`] or [`QueryError::ColumnTypeMismatch`] for a value that is
-/// not of the declared type; I/O, CSV and Parquet errors otherwise. On any error
-/// `dest_parquet` is left as it was.
+/// - [`QueryError::InvalidDescription`] for an inconsistent description.
+/// - [`QueryError::UndeclaredColumn`], [`QueryError::MissingColumn`] or
+///   [`QueryError::DuplicateColumn`] when the header does not match it.
+/// - [`QueryError::FieldCount`] for a CSV row of the wrong length.
+/// - [`QueryError::InvalidValue`] or [`QueryError::ColumnTypeMismatch`] for a value that
+///   is not of the declared type.
+/// - I/O, CSV and Parquet errors otherwise.
+///
+/// On any error `dest_parquet` is left as it was.
 pub fn register_dataset(
     source: &Path,
     description: &DatasetDescription,

@@ -79,7 +79,7 @@ pub(crate) fn read_parquet(
     Ok(())
 }
 
-/// Whether a Parquet column of type `found` can be read losslessly as `declared`.
+/// Returns whether a Parquet column of type `found` can be read losslessly as `declared`.
 fn readable_as(found: &DataType, declared: ColumnType) -> bool {
     use DataType::*;
     match declared {

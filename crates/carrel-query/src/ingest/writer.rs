@@ -45,14 +45,14 @@ pub(crate) fn parse_cell(raw: &str, column: &ColumnSpec, row: u64) -> Result<Cel
     };
     match column.column_type {
         ColumnType::Integer => trimmed.parse().map(Cell::Integer).map_err(|_| invalid()),
-        // Rust's parser accepts "NaN", "inf" and "-inf" in any case; they are kept here and
-        // turned into missing values by the writer, which reports their rows.
+        // Rust's parser accepts "NaN", "inf" and "-inf" in any case. They are kept here, and
+        // the writer turns them into missing values and reports their rows.
         ColumnType::Float => trimmed.parse().map(Cell::Float).map_err(|_| invalid()),
         ColumnType::Text => Ok(Cell::Text(raw.to_owned())),
     }
 }
 
-/// What was written, before the file is renamed into place.
+/// Counts and row numbers of a written file, before it is renamed into place.
 #[derive(Debug, Default)]
 pub(crate) struct WriteStats {
     pub rows_read: u64,
@@ -145,8 +145,8 @@ impl<'a> TableWriter<'a> {
 
     /// Adds one row whose cells are in declared column order.
     ///
-    /// A row whose privacy unit is missing (or a non-finite float) is excluded and its
-    /// row number recorded; a non-finite float elsewhere is stored as missing.
+    /// A row whose privacy unit is missing (or a non-finite float) is excluded, and its
+    /// row number is recorded. A non-finite float elsewhere is stored as missing.
     pub(crate) fn push(&mut self, row: u64, cells: Vec<Cell>) -> Result<(), QueryError> {
         self.stats.rows_read += 1;
         if let Some(unit) = self.unit_index {

@@ -1,18 +1,20 @@
 //! The grid that released sums and averages lie on.
 //!
-//! A sum is released as a multiple of `2^j`, where `j` depends only on public
-//! parameters: the column's bounds, `max_rows_per_unit` and the epsilon share. The exact
+//! A sum is released as a multiple of `2^j`, where `j` depends only on the column's
+//! declared bounds, which are public. The exact
 //! sum is rounded to the nearest multiple of `2^j` before noise is added, and OpenDP's
 //! Laplace measurement with the same `j` adds an integer multiple of `2^j`. No output
 //! digit below `2^j` depends on the data, which closes the floating-point side channel
-//! of naive Laplace sampling.
+//! of naive Laplace sampling. Rounding adds less than `2^j` to the distance between two
+//! neighbours' sums, which the sum measurement's accounting includes.
 
 use dashu::integer::IBig;
 
 use crate::exec::ExactSum;
 
-/// How far below the per-row bound (or the nominal noise scale, if smaller) the grid
-/// step lies, in powers of two. 2^-12 keeps rounding far below the noise.
+/// How far below the per-row bound the grid step of sums lies, in powers of two. The
+/// rounding error is then at most 1/8192 of one row's largest contribution, and a sum
+/// saturates only beyond 2^53 steps, that is 2^40 rows at the bound or more.
 const GRID_BITS_BELOW: i32 = 12;
 
 /// How far below the per-row bound the grid of averages lies, in powers of two.
@@ -43,16 +45,19 @@ pub(crate) fn exp2(j: i32) -> f64 {
     f64::from_bits(((j + 1023) as u64) << 52)
 }
 
-/// Grid exponent of a sum whose rows contribute at most `row_bound` in magnitude and
-/// whose nominal noise scale is `nominal_scale`; sums of integers stay on whole numbers.
-pub(crate) fn sum_grid_exponent(row_bound: f64, nominal_scale: f64, integer: bool) -> i32 {
-    let j = floor_log2(row_bound.min(nominal_scale)) - GRID_BITS_BELOW;
+/// Returns the grid exponent of a sum whose rows contribute at most `row_bound > 0` in
+/// magnitude. Sums of integers stay on whole numbers.
+///
+/// The grid does not shrink with the noise scale, because a finer grid would lower the
+/// saturation point: at large epsilon, rounding rather than noise bounds the accuracy.
+pub(crate) fn sum_grid_exponent(row_bound: f64, integer: bool) -> i32 {
+    let j = floor_log2(row_bound) - GRID_BITS_BELOW;
     let j = if integer { j.max(0) } else { j };
     j.clamp(MIN_EXPONENT, MAX_EXPONENT)
 }
 
-/// Grid exponent of averages of a column whose values are at most `row_bound` in
-/// magnitude.
+/// Returns the grid exponent of averages of a column whose values are at most
+/// `row_bound` in magnitude.
 pub(crate) fn avg_grid_exponent(row_bound: f64) -> i32 {
     (floor_log2(row_bound) - AVG_GRID_BITS_BELOW).clamp(MIN_EXPONENT, MAX_EXPONENT)
 }
@@ -62,7 +67,7 @@ pub(crate) fn avg_grid_exponent(row_bound: f64) -> i32 {
 /// Rounding moves each sum by at most `2^(j-1)`, so two sums at distance `d` end at
 /// distance below `d + 2^j`. The result is clamped to `±2^53` steps so that it is exact
 /// in an `f64`; clamping never increases a distance.
-// NOTE: a sum beyond 2^53 grid steps (about 2^41 rows at the per-row bound) saturates.
+// NOTE: a sum beyond 2^53 grid steps (2^40 rows or more at the per-row bound) saturates.
 pub(crate) fn round_to_grid(sum: &ExactSum, j: i32) -> f64 {
     let (mantissa, exponent) = sum.to_dyadic();
     let steps = if exponent >= j {
@@ -124,9 +129,9 @@ mod tests {
 
     #[test]
     fn integer_sums_use_whole_steps() {
-        assert_eq!(sum_grid_exponent(10.0, 20.0, true), 0);
-        assert_eq!(sum_grid_exponent(10.0, 20.0, false), 3 - 12);
-        assert_eq!(sum_grid_exponent(1e6, 0.5, false), -1 - 12);
+        assert_eq!(sum_grid_exponent(10.0, true), 0);
+        assert_eq!(sum_grid_exponent(10.0, false), 3 - 12);
+        assert_eq!(sum_grid_exponent(1e6, true), 19 - 12);
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! OpenDP measurements for counts and sums, with scales chosen so that each one's
 //! privacy loss, as OpenDP's own privacy map computes it, stays within its epsilon share.
+//!
+//! Guarantee, for tables that differ by one person's bounded rows (at most `k`), under
+//! the max-divergence measure (pure DP). A count measurement of scale `b` over all groups
+//! loses `ε_i = map(k) = k / b`. The per-group sum measurements of one column together
+//! lose at most `ε_i = k × map(M + 2^j)`, with `M = max(|lower|, |upper|)` and grid `2^j`.
 
 use carrel_model::ColumnType;
 use opendp::core::Measurement;
@@ -64,16 +69,17 @@ impl CountNoise {
 /// Noise for the per-group sums of one column.
 ///
 /// Each group's sum is released by its own scalar measurement. One person changes at
-/// most `k` groups' sums, by at most `M = max(|lower|, |upper|)` per row and
-/// `k × M` in total; after rounding to the grid each changed input moves by less than its
-/// change plus `2^j`. OpenDP's map is affine, `map(d) = (d + ρ) / b`, so the loss summed
+/// most `k` groups' sums, by at most `M = max(|lower|, |upper|)` per row and `k × M` in
+/// total. After rounding to the grid, each changed input moves by less than its change
+/// plus `2^j`. OpenDP's map is affine, `map(d) = (d + ρ) / b`, so the loss summed
 /// over the changed groups is at most `k × map(M + 2^j)`, which is what [`SumNoise::new`]
 /// keeps within the share.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SumNoise {
     pub scale: f64,
     pub grid_exponent: i32,
-    /// `M`; zero when the bounds are `[0, 0]`, and the sum is then always 0.
+    /// `M`, the largest magnitude one row contributes. It is zero when the bounds are
+    /// `[0, 0]`, and the sum is then always 0.
     pub row_bound: f64,
 }
 
@@ -100,9 +106,8 @@ impl SumNoise {
         }
 
         let rows = f64::from(max_rows);
-        let nominal = rows * row_bound / share;
         let integer = column.column_type == ColumnType::Integer;
-        let grid_exponent = sum_grid_exponent(row_bound, nominal, integer);
+        let grid_exponent = sum_grid_exponent(row_bound, integer);
         let step = exp2(grid_exponent);
         let distance = (row_bound + step).next_up();
         let mut scale = (rows * (row_bound + 2.0 * step) / share).next_up();

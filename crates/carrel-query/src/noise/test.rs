@@ -1,6 +1,7 @@
 use std::fmt::Write;
 
 use super::*;
+use crate::Value;
 use crate::exec::execute_without_noise_insecure;
 use crate::test_support::fixtures::{description, policy, regions_csv};
 use crate::test_support::{checked, register};
@@ -209,5 +210,53 @@ fn equal_share_never_exceeds_epsilon() {
             assert!(exact(share) * RBig::from(parts) <= exact(epsilon));
             assert!(share > epsilon / parts as f64 * (1.0 - 1e-12));
         }
+    }
+}
+
+#[tokio::test]
+async fn extreme_epsilons_keep_guarantees() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = register(dir.path(), "t", &regions_csv(), &description());
+    let query = checked(
+        "SELECT region, COUNT(*), SUM(spend) FROM t GROUP BY region",
+        &table,
+        &policy(),
+    )
+    .await;
+    let exact = execute_without_noise_insecure(&query).await.unwrap();
+    let north = exact
+        .groups
+        .iter()
+        .find(|g| g.keys[0] == Value::Text("north".into()))
+        .unwrap();
+    let crate::exec::ExactCell::Sum(north_sum) = &north.cells[2] else {
+        panic!("sum cell")
+    };
+
+    // A threshold beyond i64::MAX would let saturated noisy counts through.
+    let rejection = NoisePlan::new(&query, 1e-200).unwrap_err();
+    assert!(
+        matches!(rejection, QueryRejection::InvalidEpsilon { .. }),
+        "{rejection}"
+    );
+
+    // At a large epsilon the sum is still near its exact value: the grid does not shrink
+    // with the noise, so the sum does not saturate.
+    for epsilon in [1e3, 1e9, 1e300] {
+        let plan = NoisePlan::new(&query, epsilon).unwrap();
+        let release = plan.mechanisms().unwrap().release(&exact).unwrap();
+        assert_eq!(release.rows.len(), 1, "epsilon {epsilon}");
+        let Value::Float(sum) = release.rows[0][2] else {
+            panic!("sum is a float")
+        };
+        let error = (sum - north_sum.to_f64()).abs();
+        // Noise beyond 30 scales has probability e^-30; rounding adds at most a grid step.
+        let noise = &release.aggregates[1];
+        let bound = 30.0 * noise.noise_scale + noise.grid;
+        assert!(error < bound, "epsilon {epsilon}: {sum} vs {north_sum}");
+        assert!(
+            bound < 100.0,
+            "epsilon {epsilon}: the bound {bound} is loose"
+        );
     }
 }

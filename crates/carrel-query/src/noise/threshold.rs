@@ -9,28 +9,37 @@
 /// `b`, at most `k` rows per person and the query's `δ`.
 ///
 /// A group with at most `m - 1` persons is released with probability below `δ / k`, and
-/// so is a group that holds only one person.
-pub(crate) fn release_threshold(min_group_size: u64, max_rows: u32, delta: f64, scale: f64) -> i64 {
-    let base = min_group_size.max(2) - 1;
+/// so is a group that contains only one person.
+///
+/// Returns `None` if `τ` exceeds `i64::MAX`. Noisy counts saturate at `i64::MAX`, so a
+/// saturated threshold could let a saturated count through.
+pub(crate) fn release_threshold(
+    min_group_size: u64,
+    max_rows: u32,
+    delta: f64,
+    scale: f64,
+) -> Option<i64> {
+    let base = i64::try_from(min_group_size.max(2) - 1).ok()?;
     let margin = scale * (f64::from(max_rows) / delta).ln();
-    // Rounding in ln and the product is far below 1e-12 relative; enlarging by that much
-    // makes the ceiling at least the exact real value.
+    // Rounding in ln and the product is far below 1e-12 relative, so enlarging by that
+    // much makes the ceiling at least the exact real value.
     let margin = (margin * (1.0 + 1e-12)).next_up().ceil();
-    let base = i64::try_from(base).unwrap_or(i64::MAX);
-    if margin >= i64::MAX as f64 {
-        return i64::MAX;
+    // 2^63 is the first f64 above i64::MAX.
+    let limit = 2f64.powi(63);
+    if margin.is_nan() || margin >= limit {
+        return None;
     }
-    base.saturating_add(margin as i64)
+    base.checked_add(margin as i64)
 }
 
-/// `P[Z >= t]` for discrete Laplace noise of scale `scale` and an integer `t >= 1`.
+/// Returns `P[Z >= t]` for discrete Laplace noise of scale `scale` and an integer `t >= 1`.
 #[cfg(test)]
 pub(crate) fn upper_tail(scale: f64, t: i64) -> f64 {
     let alpha = (-1.0 / scale).exp();
     (-(t as f64) / scale).exp() / (1.0 + alpha)
 }
 
-/// Smallest whole number of steps `t` with `P[|Z| > t] <= 0.05`, from
+/// Returns the smallest whole number of steps `t` with `P[|Z| > t] <= 0.05`, from
 /// `P[|Z| > t] = 2 α^(t+1) / (1 + α)`.
 ///
 /// For large scales this approaches the continuous Laplace value `b × ln 20`.
@@ -50,12 +59,18 @@ mod tests {
     #[test]
     fn threshold_matches_formula() {
         // m = 10, k = 1, δ = 1e-9, b = 1: 9 + ceil(ln 1e9) = 9 + 21.
-        assert_eq!(release_threshold(10, 1, 1e-9, 1.0), 30);
+        assert_eq!(release_threshold(10, 1, 1e-9, 1.0), Some(30));
         // k = 3 divides δ by 3: 9 + ceil(2 ln 3e9) = 9 + 44.
-        assert_eq!(release_threshold(10, 3, 1e-9, 2.0), 53);
+        assert_eq!(release_threshold(10, 3, 1e-9, 2.0), Some(53));
         // A minimum below 2 still hides a group of one person.
-        assert_eq!(release_threshold(0, 1, 1e-9, 1.0), 22);
-        assert_eq!(release_threshold(1, 1, 1e-9, 1.0), 22);
+        assert_eq!(release_threshold(0, 1, 1e-9, 1.0), Some(22));
+        assert_eq!(release_threshold(1, 1, 1e-9, 1.0), Some(22));
+    }
+
+    #[test]
+    fn threshold_overflow_is_none() {
+        assert_eq!(release_threshold(10, 1, 1e-9, 1e200), None);
+        assert_eq!(release_threshold(u64::MAX, 1, 1e-9, 1.0), None);
     }
 
     #[test]
@@ -67,7 +82,7 @@ mod tests {
             (2, 1, 1e-3, 0.3),
             (100, 10, 1e-12, 40.0),
         ] {
-            let tau = release_threshold(m, k, delta, scale);
+            let tau = release_threshold(m, k, delta, scale).unwrap();
             // The largest group below the minimum has m - 1 persons (at least 1).
             let largest_small = m.max(2) - 1;
             let p = upper_tail(scale, tau - largest_small as i64);

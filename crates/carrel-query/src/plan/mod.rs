@@ -4,9 +4,9 @@
 //!
 //! # Guarantee
 //!
-//! An accepted query is a function of the registered table of this form: keep the rows
-//! that pass a row-wise WHERE predicate over permitted columns, group them by permitted
-//! non-identifier columns, and compute COUNT, SUM or AVG of permitted columns per group.
+//! An accepted query keeps the rows that pass a row-wise WHERE predicate over permitted
+//! columns. It groups them by permitted non-identifier columns and computes COUNT, SUM or
+//! AVG of permitted columns per group.
 //! Each such aggregate changes by a bounded amount when one person's rows (at most
 //! `max_rows_per_unit` of them, values clamped to declared bounds) are added or removed,
 //! which is what the noise layer needs. Checking reads no data: the table is registered
@@ -90,8 +90,17 @@ impl QueryPlanner {
             description: &self.table.description,
             policy: &self.policy,
         };
-        let plan = self.plan(sql, &rules).await?;
-        let analysis = walk::analyze(&plan, &rules)?;
+        let analysis = match self.plan(sql, &rules).await {
+            Ok(plan) => walk::analyze(&plan, &rules),
+            Err(rejection) => Err(rejection),
+        };
+        let analysis = analysis.inspect_err(|rejection| {
+            tracing::debug!(
+                table = %self.table.description.name,
+                %rejection,
+                "query rejected"
+            );
+        })?;
         tracing::debug!(
             table = %self.table.description.name,
             measurements = measurement_count(&analysis.spec, &self.privacy),
@@ -135,7 +144,7 @@ impl QueryPlanner {
     }
 }
 
-/// The leading keywords of a statement, for a rejection message.
+/// Returns the leading keywords of a statement, for a rejection message.
 fn statement_keyword(statement: &Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -181,7 +190,7 @@ impl fmt::Debug for CheckedQuery {
 }
 
 impl CheckedQuery {
-    /// The SQL text as submitted.
+    /// Returns the SQL text as submitted.
     pub fn sql(&self) -> &str {
         &self.sql
     }
@@ -193,14 +202,15 @@ impl CheckedQuery {
 
     /// Number of noisy measurements that share the query's epsilon.
     ///
-    /// Each distinct COUNT or SUM is one, AVG needs a sum and a count, and deciding which
-    /// groups are large enough is one more unless `max_rows_per_unit` is 1 and the query
-    /// has COUNT(*), whose noisy value then serves as the group size.
+    /// Each distinct COUNT or SUM is one, and AVG needs a sum and a count. Deciding which
+    /// groups are large enough is one more, unless `max_rows_per_unit` is 1 and the query
+    /// has COUNT(*), because its noisy value then serves as the group size.
     pub fn measurement_count(&self) -> usize {
         measurement_count(&self.spec, &self.privacy)
     }
 
-    /// The privacy loss `(epsilon, delta)` that running this query at `epsilon` spends.
+    /// Returns the privacy loss `(epsilon, delta)` that running this query at `epsilon`
+    /// spends.
     ///
     /// The node charges this before running the query and keeps the charge even when
     /// every group is suppressed. Delta is the policy's `query_delta`, spent on group
@@ -225,7 +235,7 @@ fn measurement_count(spec: &QuerySpec, privacy: &PrivacySettings) -> usize {
     spec.primitives.len() + usize::from(separate_threshold(spec, privacy))
 }
 
-/// Whether group suppression needs its own noisy count of distinct persons.
+/// Returns whether group suppression needs its own noisy count of distinct persons.
 pub(crate) fn separate_threshold(spec: &QuerySpec, privacy: &PrivacySettings) -> bool {
     !(privacy.max_rows_per_unit == 1 && spec.primitives.contains(&Primitive::CountRows))
 }

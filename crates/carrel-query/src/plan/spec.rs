@@ -15,7 +15,7 @@ pub enum AggregateFunction {
     Avg,
 }
 
-/// A column read to compute aggregates, with what the policy says about it.
+/// A column read to compute aggregates, with its declared type and bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ValueColumn {
     pub name: String,

@@ -133,7 +133,7 @@ pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<Analysis,
     })
 }
 
-/// Whether `plan` is a query, as opposed to DDL, DML, EXPLAIN or a session statement.
+/// Returns whether `plan` is a query rather than DDL, DML, EXPLAIN or a session statement.
 fn is_query(plan: &LogicalPlan) -> bool {
     !matches!(
         plan,

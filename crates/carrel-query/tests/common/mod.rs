@@ -90,7 +90,7 @@ pub fn policy() -> UsagePolicy {
     }
 }
 
-/// One row per id: 60 in north, 1 in south, 2 in east; spend is `id` in cents-like units.
+/// Returns CSV text with one row per id: 60 in north, 1 in south, 2 in east.
 pub fn regions_csv() -> String {
     let mut csv = String::from("id,region,age,spend\n");
     let mut id = 0;
