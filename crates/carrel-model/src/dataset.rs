@@ -176,7 +176,8 @@ fn bounds_problem(column: &ColumnSpec) -> Option<String> {
             bounds.lower, bounds.upper
         ));
     }
-    let integral = |v: f64| v.fract() == 0.0 && v.abs() <= i64::MAX as f64;
+    // 2^63 itself does not fit an i64, so the bound is strict.
+    let integral = |v: f64| v.fract() == 0.0 && v.abs() < 2f64.powi(63);
     if column.column_type == ColumnType::Integer
         && !(integral(bounds.lower) && integral(bounds.upper))
     {
