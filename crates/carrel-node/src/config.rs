@@ -108,17 +108,19 @@ impl NodeDir {
     ///
     /// # Errors
     ///
-    /// [`NodeError::Io`] when the node has never been started.
+    /// [`NodeError::Io`] when the node has not written its endpoint yet.
     pub fn load_endpoint(&self) -> NodeResult<String> {
         let path = self.endpoint();
-        std::fs::read_to_string(&path)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| {
-                NodeError::Io(format!(
-                    "cannot read {}: {e}; start the node with `carrel serve {}`",
-                    path.display(),
-                    self.0.display()
-                ))
-            })
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            NodeError::Io(format!(
+                "cannot read {}: {e}; start the node with `carrel serve {}`",
+                path.display(),
+                self.0.display()
+            ))
+        })?;
+        match text.trim() {
+            "" => Err(NodeError::Io(format!("{} is empty", path.display()))),
+            url => Ok(url.to_owned()),
+        }
     }
 }

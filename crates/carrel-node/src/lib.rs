@@ -108,7 +108,10 @@ pub async fn serve(
     if !node.is_exchange() {
         register(&node).await?;
     }
-    std::fs::write(dir.endpoint(), format!("{endpoint}\n"))
+    // Written to a temporary name and renamed, so a reader never sees a partial file.
+    let partial = dir.path().join("endpoint.partial");
+    std::fs::write(&partial, format!("{endpoint}\n"))
+        .and_then(|()| std::fs::rename(&partial, dir.endpoint()))
         .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", dir.endpoint().display())))?;
     tracing::info!(target: "carrel::node", name = node.identity.name(), %endpoint, "node ready");
     server
