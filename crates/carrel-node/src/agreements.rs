@@ -46,6 +46,32 @@ pub fn load(conn: &rusqlite::Connection, id: &str) -> NodeResult<AgreementRecord
     })
 }
 
+/// Loads an agreement with its use summed over every agreement between the same
+/// consumer and offer, because an offer's budget and query limit bound what one
+/// consumer learns from it, however many agreements it negotiates.
+pub fn load_with_offer_totals(
+    conn: &rusqlite::Connection,
+    id: &str,
+) -> NodeResult<AgreementRecord> {
+    let record = load(conn, id)?;
+    let a = &record.signed.agreement;
+    let (queries_used, epsilon_spent, delta_spent): (i64, f64, f64) = conn.query_row(
+        "SELECT COALESCE(SUM(queries_used), 0), COALESCE(SUM(epsilon_spent), 0.0),
+                COALESCE(SUM(delta_spent), 0.0)
+         FROM agreements
+         WHERE json_extract(body, '$.agreement.assignee') = ?1
+           AND json_extract(body, '$.agreement.offer_id') = ?2",
+        params![a.assignee, a.offer_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(AgreementRecord {
+        queries_used: u64::try_from(queries_used).unwrap_or(0),
+        epsilon_spent,
+        delta_spent,
+        ..record
+    })
+}
+
 /// Checks the provider's, the consumer's and the exchange's signatures on `signed`
 /// against the registry, and returns one line per signature.
 ///

@@ -28,6 +28,10 @@ pub enum NodeError {
     /// A query was rejected from its plan alone.
     #[error("query rejected: {0}")]
     QueryRejected(String),
+    /// A query failed after reading data; it is charged and its details stay in the
+    /// provider's log.
+    #[error("{0}")]
+    QueryFailed(String),
     /// The agreement's privacy budget cannot pay for the query.
     #[error("{0}")]
     BudgetExceeded(String),
@@ -78,6 +82,7 @@ impl NodeError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::QueryRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "query_rejected"),
             Self::BudgetExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"),
+            Self::QueryFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query_failed"),
             Self::ListingRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "listing_rejected"),
             Self::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_failed"),
             Self::Remote { status, code, .. } => (
@@ -94,13 +99,14 @@ impl NodeError {
 /// Keeps a peer's error code when it is one of ours, so a rejection passes through
 /// a node unchanged.
 fn remote_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "bad_request",
         "not_found",
         "forbidden",
         "conflict",
         "query_rejected",
         "budget_exceeded",
+        "query_failed",
         "listing_rejected",
         "peer_failed",
         "internal",

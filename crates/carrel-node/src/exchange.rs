@@ -27,6 +27,12 @@ pub fn register(node: &Node, signer: &str, participant: Participant) -> NodeResu
                 participant.name
             )));
         }
+        if participant.name == node.identity.name() {
+            return Err(NodeError::Forbidden(format!(
+                "{:?} is the exchange's own name: register under another name",
+                participant.name
+            )));
+        }
         if participant.role == Role::Exchange {
             return Err(NodeError::BadRequest("role \"exchange\" cannot be registered".into()));
         }
@@ -219,6 +225,27 @@ pub fn countersign(
                 &agreement.offer_id,
             )?;
             let product: Product = from_json(&body)?;
+            if agreement.assigner != product.provider {
+                return Err(NodeError::Forbidden(format!(
+                    "{signer:?} is not the provider of offer {}; only {:?} may grant it",
+                    agreement.offer_id, product.provider
+                )));
+            }
+            carrel_policy::check_purpose(&product.policy, &agreement.purpose)?;
+            let clock_skew = time::Duration::minutes(5);
+            if agreement.timestamp > OffsetDateTime::now_utc() + clock_skew {
+                return Err(NodeError::BadRequest(format!(
+                    "agreement {agreement_id} is dated {} in the future: date it now",
+                    agreement.timestamp
+                )));
+            }
+            let consumer_entry = load_participant(tx, &agreement.assignee)?;
+            if consumer_entry.is_none_or(|p| p.role != Role::Consumer) {
+                return Err(NodeError::Forbidden(format!(
+                    "{:?} is not a registered consumer",
+                    agreement.assignee
+                )));
+            }
             if product.id != agreement.target || product.policy != agreement.policy {
                 return Err(NodeError::Conflict(format!(
                     "agreement {agreement_id} does not carry the listed terms of offer {}",

@@ -39,10 +39,6 @@ impl Node {
         let signer = LogSigner::load(&config.origin, &dir.key())?;
         let store = Store::open(&dir.database(), config.origin.clone(), signer)?;
         let keys = Arc::new(KeyCache::default());
-        keys.insert(identity.name(), identity.node().public_key());
-        if let Some(exchange) = &config.exchange {
-            keys.insert(&exchange.name, parse_key(&exchange.public_key)?);
-        }
         let known = store.read(|c| {
             let mut statement = c.prepare("SELECT name, public_key FROM participants")?;
             let rows = statement
@@ -51,6 +47,12 @@ impl Node {
         })?;
         for (name, key) in known {
             keys.insert(&name, parse_key(&key)?);
+        }
+        // The node's own key and the pinned exchange key are inserted last, so no
+        // stored registry entry can replace them.
+        keys.insert(identity.name(), identity.node().public_key());
+        if let Some(exchange) = &config.exchange {
+            keys.insert(&exchange.name, parse_key(&exchange.public_key)?);
         }
         Ok(Self {
             dir,
@@ -155,6 +157,20 @@ impl Node {
     ///
     /// A storage error, or an invalid key.
     pub fn remember(&self, participant: &Participant) -> NodeResult<()> {
+        let pinned = self
+            .config
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.name == participant.name);
+        if participant.name == self.identity.name()
+            && participant.public_key != self.identity.public_key_text()
+            || pinned
+        {
+            return Err(NodeError::Forbidden(format!(
+                "the registry entry for {:?} may not replace this node's own or pinned key",
+                participant.name
+            )));
+        }
         self.keys
             .insert(&participant.name, parse_key(&participant.public_key)?);
         self.store.read(|c| save_participant(c, participant))

@@ -59,54 +59,88 @@ pub async fn run(
                 .reject("query", signer, Some(&agreement_id), error)
         })?;
 
-    // 4: execution reads the data; nothing leaves until the charge commits.
-    let release = carrel_query::execute(&checked, epsilon)
-        .await
-        .map_err(|e| NodeError::Internal(format!("query execution failed: {e}")))?;
-    let result = serde_json::to_value(&release).map_err(|e| NodeError::Internal(e.to_string()))?;
+    // 4: execution reads the data; nothing leaves until the charge commits. An
+    // execution error is charged too, because the query read data, and its text stays
+    // in the provider's log, because it may quote values.
+    let result = match carrel_query::execute(&checked, epsilon).await {
+        Ok(release) => {
+            Some(serde_json::to_value(&release).map_err(|e| NodeError::Internal(e.to_string()))?)
+        }
+        Err(error) => {
+            tracing::error!(target: "carrel::query", agreement = %agreement_id, %error, "query execution failed");
+            None
+        }
+    };
 
     // 5: charge and record atomically.
-    node.store.audited("query", signer, Some(&agreement_id), |tx, events| {
-        let record = agreements::load(tx, &agreement_id)?;
-        check_agreement(&record, signer)?;
-        let policy = &record.signed.agreement.policy;
-        check_budget(&record, policy, eps, delta)?;
-        tx.execute(
-            "UPDATE agreements SET queries_used = queries_used + 1,
+    let response = node
+        .store
+        .audited("query", signer, Some(&agreement_id), |tx, events| {
+            let record = agreements::load_with_offer_totals(tx, &agreement_id)?;
+            check_agreement(&record, signer)?;
+            let policy = &record.signed.agreement.policy;
+            check_budget(&record, policy, eps, delta)?;
+            tx.execute(
+                "UPDATE agreements SET queries_used = queries_used + 1,
              epsilon_spent = epsilon_spent + ?1, delta_spent = delta_spent + ?2 WHERE id = ?3",
-            params![eps, delta, agreement_id],
-        )?;
-        let sql_sha256 = sha256_hex(request.sql.as_bytes());
-        let result_sha256 = sha256_hex(result.to_string().as_bytes());
-        tx.execute(
-            "INSERT INTO releases (agreement_id, time, epsilon, delta, sql_sha256, result_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![agreement_id, OffsetDateTime::now_utc().to_string(), eps, delta, sql_sha256, result_sha256],
-        )?;
-        events.push(
-            AuditEvent::now(
-                "query.released",
-                signer,
-                true,
-                json!({ "epsilon": eps, "delta": delta, "sql_sha256": sql_sha256,
-                        "result_sha256": result_sha256, "price": policy.price_per_query }),
-            )
-            .with_agreement(&agreement_id),
-        );
-        let spent = (record.epsilon_spent + eps, record.delta_spent + delta);
-        Ok(json!({
-            "agreement": agreement_id,
-            "release": result,
-            "epsilon_spent": eps,
-            "delta_spent": delta,
-            "budget": {
-                "epsilon_spent": spent.0, "delta_spent": spent.1,
-                "epsilon_left": (policy.budget.epsilon - spent.0).max(0.0),
-                "delta_left": (policy.budget.delta - spent.1).max(0.0),
-                "queries_used": record.queries_used + 1,
-                "queries_left": policy.max_queries.saturating_sub(record.queries_used + 1),
-            },
-        }))
+                params![eps, delta, agreement_id],
+            )?;
+            let sql_sha256 = sha256_hex(request.sql.as_bytes());
+            let Some(result) = &result else {
+                events.push(
+                    AuditEvent::now(
+                        "query.failed",
+                        signer,
+                        false,
+                        json!({ "epsilon": eps, "delta": delta, "sql_sha256": sql_sha256 }),
+                    )
+                    .with_agreement(&agreement_id),
+                );
+                return Ok(None);
+            };
+            let result_sha256 = sha256_hex(result.to_string().as_bytes());
+            tx.execute(
+                "INSERT INTO releases (agreement_id, time, epsilon, delta, sql_sha256, result_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    agreement_id,
+                    OffsetDateTime::now_utc().to_string(),
+                    eps,
+                    delta,
+                    sql_sha256,
+                    result_sha256
+                ],
+            )?;
+            events.push(
+                AuditEvent::now(
+                    "query.released",
+                    signer,
+                    true,
+                    json!({ "epsilon": eps, "delta": delta, "sql_sha256": sql_sha256,
+                            "result_sha256": result_sha256, "price": policy.price_per_query }),
+                )
+                .with_agreement(&agreement_id),
+            );
+            let spent = (record.epsilon_spent + eps, record.delta_spent + delta);
+            Ok(Some(json!({
+                "agreement": agreement_id,
+                "release": result,
+                "epsilon_spent": eps,
+                "delta_spent": delta,
+                "budget": {
+                    "epsilon_spent": spent.0, "delta_spent": spent.1,
+                    "epsilon_left": (policy.budget.epsilon - spent.0).max(0.0),
+                    "delta_left": (policy.budget.delta - spent.1).max(0.0),
+                    "queries_used": record.queries_used + 1,
+                    "queries_left": policy.max_queries.saturating_sub(record.queries_used + 1),
+                },
+            })))
+        })?;
+    response.ok_or_else(|| {
+        NodeError::QueryFailed(format!(
+            "the query on agreement {agreement_id} failed while reading data; it was charged \
+             epsilon {eps} because it read data, and the provider's log has the details"
+        ))
     })
 }
 
@@ -115,7 +149,7 @@ type Prepared = (carrel_query::CheckedQuery, f64, f64, f64);
 async fn prepare(node: &Node, signer: &str, request: &QueryRequest) -> NodeResult<Prepared> {
     let record = node
         .store
-        .read(|c| agreements::load(c, &request.agreement))?;
+        .read(|c| agreements::load_with_offer_totals(c, &request.agreement))?;
     check_agreement(&record, signer)?;
     let policy = &record.signed.agreement.policy;
     let epsilon = request.epsilon.unwrap_or(policy.query_epsilon);
@@ -162,8 +196,8 @@ fn check_budget(
         || delta_after > budget.delta * (1.0 + BUDGET_SLACK)
     {
         return Err(NodeError::BudgetExceeded(format!(
-            "the query needs epsilon {eps} and delta {delta:e}, but agreement {} has only epsilon {} \
-             and delta {:e} left; ask with a smaller --epsilon or negotiate a new agreement",
+            "the query needs epsilon {eps} and delta {delta:e}, but agreement {} (with the consumer's other agreements on the same offer) has only epsilon {} \
+             and delta {:e} left; ask with a smaller --epsilon; the offer's budget covers every agreement between this consumer and the offer",
             record.signed.agreement.id,
             (budget.epsilon - record.epsilon_spent).max(0.0),
             (budget.delta - record.delta_spent).max(0.0)

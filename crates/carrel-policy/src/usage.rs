@@ -35,8 +35,8 @@ pub enum UseError {
     },
     /// Every permitted use has been made.
     #[error(
-        "agreement {agreement} allows {max_queries} queries and all are used; \
-         negotiate a new agreement"
+        "agreement {agreement} allows {max_queries} queries per consumer and offer, and all \
+         are used"
     )]
     QueryLimitReached {
         /// Agreement id.

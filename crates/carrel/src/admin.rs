@@ -75,11 +75,17 @@ impl AdminClient {
     }
 }
 
-fn read_json(path: &Path, what: &str) -> anyhow::Result<Value> {
+/// Reads a JSON file as a `T`, so a wrong field is reported with the file's name
+/// before anything is sent.
+fn read_json<T>(path: &Path, what: &str) -> anyhow::Result<Value>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("the {what} file {} is not valid JSON", path.display()))
+    let value: T = serde_json::from_str(&text)
+        .with_context(|| format!("the {what} file {} is invalid", path.display()))?;
+    Ok(serde_json::to_value(value)?)
 }
 
 /// Runs one admin command.
@@ -93,8 +99,7 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let client = AdminClient::open(&node.node)?;
             let source = std::fs::canonicalize(&file)
                 .with_context(|| format!("cannot find {}", file.display()))?;
-            let body =
-                json!({ "source": source, "description": read_json(&description, "description")? });
+            let body = json!({ "source": source, "description": read_json::<carrel_model::DatasetDescription>(&description, "description")? });
             out.value(
                 "dataset registered",
                 &client.post("/admin/datasets", body).await?,
@@ -107,7 +112,7 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             policy,
         } => {
             let client = AdminClient::open(&node.node)?;
-            let body = json!({ "dataset": dataset, "title": title, "policy": read_json(&policy, "policy")? });
+            let body = json!({ "dataset": dataset, "title": title, "policy": read_json::<carrel_model::UsagePolicy>(&policy, "policy")? });
             out.value(
                 "product listed",
                 &client.post("/admin/products", body).await?,

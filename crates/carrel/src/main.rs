@@ -1,6 +1,23 @@
 //! The `carrel` command: run a node, publish datasets, negotiate agreements, run
 //! differentially private queries, check audit logs, and run the demo.
 
+/// Prints to standard output like `std::println!`, but a closed pipe (as in
+/// `carrel --json catalog | head`) ends the output quietly instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints to standard output like `std::print!`, ignoring a closed pipe.
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod admin;
 mod audit;
 mod bench;
@@ -151,7 +168,7 @@ enum Command {
         #[arg(long)]
         agreement: String,
         /// Epsilon to spend; the offer's default when absent.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_epsilon, allow_hyphen_values = true)]
         epsilon: Option<f64>,
         /// SQL text: SELECT with COUNT, SUM or AVG over permitted columns.
         sql: String,
@@ -188,6 +205,16 @@ enum AuditCommand {
         /// Entry index, from 0.
         index: u64,
     },
+}
+
+/// Parses an epsilon: a finite number above 0.
+fn parse_epsilon(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!(
+            "epsilon {text:?} is invalid: give a finite number above 0, such as 0.5"
+        )),
+    }
 }
 
 fn main() -> ExitCode {

@@ -187,3 +187,111 @@ fn agreement_is_rejected_after_validity_ends() {
     assert!(response.to_string().contains("expired"), "{response}");
     assert_eq!(releases(&cluster), 1);
 }
+
+fn exchange_peer(cluster: &Cluster) -> Peer {
+    let exchange =
+        NodeIdentity::load("exchange", cluster.exchange.dir.join("identity.key")).unwrap();
+    Peer::new(
+        "exchange",
+        &cluster.exchange.endpoint(),
+        exchange.public_key(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn exchange_name_cannot_be_registered() {
+    let cluster = Cluster::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let impostor = Arc::new(NodeIdentity::generate("exchange").unwrap());
+    let entry = serde_json::json!({
+        "name": "exchange", "role": "consumer",
+        "public_key": impostor.public_key().to_string(), "endpoint": "https://127.0.0.1:9"
+    });
+    let outcome = runtime.block_on(PeerClient::new(impostor).post_json(
+        &exchange_peer(&cluster),
+        "/participants",
+        &entry,
+    ));
+    assert_eq!(rejected(outcome), "forbidden");
+
+    // The operator's own view of the exchange still works.
+    common::ok(&["catalog", "--node", &cluster.consumer.arg()]);
+}
+
+#[test]
+fn consumer_cannot_obtain_a_countersignature() {
+    let cluster = Cluster::start();
+    let agreement = cluster.agreement(
+        &regions_csv(),
+        &regions_description(),
+        &regions_policy(10.0, 3600),
+        "research",
+    );
+    let shown = common::ok(&["agreement", "--node", &cluster.consumer.arg(), &agreement]);
+    let mut signed = shown["agreement"]["signed"].clone();
+    signed["agreement"]["assigner"] = "consumer".into();
+    signed["agreement"]["@id"] = "agr-forged".into();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = PeerClient::new(consumer_identity(&cluster));
+    let outcome = runtime.block_on(client.post_json(
+        &exchange_peer(&cluster),
+        "/agreements/countersign",
+        &signed,
+    ));
+    assert_eq!(rejected(outcome), "forbidden");
+}
+
+#[test]
+fn new_agreement_does_not_renew_the_budget() {
+    let cluster = Cluster::start();
+    let first = cluster.agreement(
+        &regions_csv(),
+        &regions_description(),
+        &regions_policy(1.0, 3600),
+        "research",
+    );
+    let (success, response) = cluster.query(&first, "SELECT COUNT(*) FROM regions", Some(1.0));
+    assert!(success, "{response}");
+
+    let catalog = common::ok(&["catalog", "--node", &cluster.consumer.arg()]);
+    let offer = catalog["dcat:dataset"][0]["odrl:hasPolicy"][0]["@id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = common::ok(&[
+        "negotiate",
+        "--node",
+        &cluster.consumer.arg(),
+        "--offer",
+        &offer,
+        "--purpose",
+        "research",
+    ]);
+    let second = second["agreement"]["@id"].as_str().unwrap().to_owned();
+    let (success, response) = cluster.query(&second, "SELECT COUNT(*) FROM regions", Some(0.2));
+    assert!(
+        !success,
+        "a second agreement renewed the budget: {response}"
+    );
+    assert!(response.to_string().contains("left"), "{response}");
+    assert_eq!(releases(&cluster), 1);
+}
+
+#[test]
+fn non_finite_epsilon_is_rejected_locally() {
+    for epsilon in ["NaN", "inf", "-1", "0", "abc"] {
+        let (success, value) = common::carrel(&[
+            "query",
+            "--node",
+            "/nonexistent",
+            "--agreement",
+            "a",
+            "--epsilon",
+            epsilon,
+            "SELECT 1",
+        ]);
+        assert!(!success, "{epsilon}");
+        assert!(value.to_string().contains("epsilon"), "{value}");
+    }
+}
