@@ -1,10 +1,19 @@
 //! Errors: [`QueryRejection`] for rejections found before any data is read, which cost no
 //! budget, and [`QueryError`] for everything else.
+//!
+//! The node sends both to the consumer as text. So a rejection quotes at most
+//! [`MAX_QUOTED_CHARS`] characters of the query per field, and an execution error never
+//! carries DataFusion's, Arrow's or OpenDP's own message, which can quote row values.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use carrel_model::ColumnType;
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+/// Maximum characters of query text that one field of a [`QueryRejection`] quotes.
+pub(crate) const MAX_QUOTED_CHARS: usize = 120;
 
 /// A query, table or epsilon rejected before any data is read; no budget is spent.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -88,6 +97,75 @@ pub enum QueryRejection {
         /// DataFusion's message.
         message: String,
     },
+    /// The SQL text is longer, or its expressions are nested deeper, than the checker
+    /// accepts.
+    #[error("the query is too large: {reason}")]
+    TooLarge {
+        /// The limit exceeded and how to shorten the query.
+        reason: String,
+    },
+}
+
+impl QueryRejection {
+    /// Cuts every field that quotes the query to [`MAX_QUOTED_CHARS`] characters.
+    ///
+    /// Reasons are left whole: they are written by this crate, and the few that quote
+    /// the query cut the quote with [`excerpt`] where they are built.
+    pub(crate) fn with_short_quotes(self) -> Self {
+        match self {
+            QueryRejection::InvalidSql { message, help } => QueryRejection::InvalidSql {
+                message: excerpt(&message),
+                help,
+            },
+            QueryRejection::UnknownColumn {
+                column,
+                table,
+                available,
+            } => QueryRejection::UnknownColumn {
+                column: excerpt(&column),
+                table,
+                available,
+            },
+            QueryRejection::UnknownTable { table, expected } => QueryRejection::UnknownTable {
+                table: excerpt(&table),
+                expected,
+            },
+            QueryRejection::RowLevel { columns, reason } => QueryRejection::RowLevel {
+                columns: excerpt(&columns),
+                reason,
+            },
+            QueryRejection::ColumnNotPermitted {
+                column,
+                clause,
+                reason,
+            } => QueryRejection::ColumnNotPermitted {
+                column: excerpt(&column),
+                clause,
+                reason,
+            },
+            QueryRejection::ConstructNotPermitted { construct, reason } => {
+                QueryRejection::ConstructNotPermitted {
+                    construct: excerpt(&construct),
+                    reason,
+                }
+            }
+            QueryRejection::PlanningFailed { message } => QueryRejection::PlanningFailed {
+                message: excerpt(&message),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Returns `text` cut to [`MAX_QUOTED_CHARS`] characters, the last of them "…" when
+/// anything was cut.
+pub(crate) fn excerpt(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED_CHARS {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(MAX_QUOTED_CHARS - 1).collect();
+    short.push('…');
+    short
 }
 
 /// The clause of a query in which a column appears.
@@ -223,17 +301,27 @@ pub enum QueryError {
         /// The library's message.
         message: String,
     },
-    /// DataFusion failed while running a checked query.
-    #[error("query execution failed: {message}")]
+    /// DataFusion or Arrow failed while running a checked query.
+    ///
+    /// Their message is dropped because it can quote row values, such as a value that a
+    /// cast rejected.
+    #[error(
+        "query execution failed in DataFusion while reading or filtering the table; the \
+         error text is withheld because it can contain row values"
+    )]
     Execution {
-        /// DataFusion's message.
-        message: String,
+        /// The kind of error, such as `Arrow CastError` or `I/O NotFound`, which names no
+        /// values.
+        kind: String,
     },
     /// OpenDP failed to build or run a noise measurement.
-    #[error("noise measurement failed: {message}")]
+    ///
+    /// OpenDP's message is dropped because, while noise is added, it can quote an exact
+    /// total.
+    #[error("noise measurement failed in OpenDP; the error text is withheld")]
     Noise {
-        /// OpenDP's message.
-        message: String,
+        /// OpenDP's error variant, such as `FailedFunction`, which names no values.
+        variant: String,
     },
     /// An internal invariant does not hold.
     #[error("internal error: {message}; this is a bug in carrel-query, please report it")]
@@ -254,26 +342,151 @@ fn type_phrase(column_type: ColumnType) -> &'static str {
 impl From<opendp::error::Error> for QueryError {
     fn from(error: opendp::error::Error) -> Self {
         QueryError::Noise {
-            message: match &error.message {
-                Some(message) => format!("{}: {message}", error.variant),
-                None => error.variant.to_string(),
-            },
+            variant: error.variant.to_string(),
         }
     }
 }
 
-impl From<datafusion::error::DataFusionError> for QueryError {
-    fn from(error: datafusion::error::DataFusionError) -> Self {
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> Self {
         QueryError::Execution {
-            message: error.to_string(),
+            kind: datafusion_error_kind(&error),
         }
     }
 }
 
-impl From<datafusion::arrow::error::ArrowError> for QueryError {
-    fn from(error: datafusion::arrow::error::ArrowError) -> Self {
+impl From<ArrowError> for QueryError {
+    fn from(error: ArrowError) -> Self {
         QueryError::Execution {
-            message: error.to_string(),
+            kind: format!("Arrow {}", arrow_error_kind(&error)),
         }
+    }
+}
+
+/// Names the kind of a DataFusion error without any of its text.
+fn datafusion_error_kind(error: &DataFusionError) -> String {
+    let mut error = error;
+    // Context, diagnostic and shared errors wrap the error that names the failure.
+    loop {
+        error = match error {
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => inner,
+            DataFusionError::Shared(inner) => inner,
+            DataFusionError::Collection(errors) if !errors.is_empty() => &errors[0],
+            _ => break,
+        };
+    }
+    let kind = match error {
+        DataFusionError::ArrowError(arrow, _) => {
+            return format!("Arrow {}", arrow_error_kind(arrow));
+        }
+        DataFusionError::IoError(io) => return format!("I/O {:?}", io.kind()),
+        DataFusionError::ParquetError(_) => "Parquet",
+        DataFusionError::ObjectStore(_) => "object store",
+        DataFusionError::SQL(..) => "SQL",
+        DataFusionError::NotImplemented(_) => "not implemented",
+        DataFusionError::Internal(_) => "internal",
+        DataFusionError::Plan(_) => "plan",
+        DataFusionError::Configuration(_) => "configuration",
+        DataFusionError::SchemaError(..) => "schema",
+        DataFusionError::Execution(_) => "execution",
+        DataFusionError::ExecutionJoin(_) => "task join",
+        DataFusionError::ResourcesExhausted(_) => "resources exhausted",
+        DataFusionError::External(_) => "external",
+        _ => "other",
+    };
+    kind.to_owned()
+}
+
+/// Names the variant of an Arrow error without its text.
+fn arrow_error_kind(error: &ArrowError) -> &'static str {
+    match error {
+        ArrowError::NotYetImplemented(_) => "NotYetImplemented",
+        ArrowError::ExternalError(_) => "ExternalError",
+        ArrowError::CastError(_) => "CastError",
+        ArrowError::MemoryError(_) => "MemoryError",
+        ArrowError::ParseError(_) => "ParseError",
+        ArrowError::SchemaError(_) => "SchemaError",
+        ArrowError::ComputeError(_) => "ComputeError",
+        ArrowError::DivideByZero => "DivideByZero",
+        ArrowError::ArithmeticOverflow(_) => "ArithmeticOverflow",
+        ArrowError::IoError(..) => "IoError",
+        ArrowError::InvalidArgumentError(_) => "InvalidArgumentError",
+        ArrowError::ParquetError(_) => "ParquetError",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_keeps_short_text() {
+        let text = "x".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(excerpt(&text), text);
+    }
+
+    #[test]
+    fn excerpt_cuts_long_text_with_ellipsis() {
+        let short = excerpt(&"é".repeat(100_000));
+        assert_eq!(short.chars().count(), MAX_QUOTED_CHARS);
+        assert!(short.ends_with('…'), "{short}");
+        assert!(short.starts_with("éé"), "{short}");
+    }
+
+    #[test]
+    fn rejection_fields_are_cut() {
+        let long = "y".repeat(1_000);
+        let rejection = QueryRejection::ConstructNotPermitted {
+            construct: long.clone(),
+            reason: "a reason".into(),
+        }
+        .with_short_quotes();
+        let QueryRejection::ConstructNotPermitted { construct, reason } = &rejection else {
+            panic!("{rejection:?}");
+        };
+        assert_eq!(construct.chars().count(), MAX_QUOTED_CHARS);
+        assert_eq!(reason, "a reason");
+    }
+
+    #[test]
+    fn datafusion_error_message_is_withheld() {
+        let cast = ArrowError::CastError("Cannot cast string 'south' to value of Int32".into());
+        let wrapped = DataFusionError::Context(
+            "while filtering 'south'".into(),
+            Box::new(DataFusionError::ArrowError(Box::new(cast), None)),
+        );
+        let error = QueryError::from(wrapped);
+        let QueryError::Execution { kind } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(kind, "Arrow CastError");
+        assert!(!error.to_string().contains("south"), "{error}");
+        assert!(!format!("{error:?}").contains("south"), "{error:?}");
+    }
+
+    #[test]
+    fn io_error_kind_is_kept() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "/data/south.parquet");
+        let error = QueryError::from(DataFusionError::IoError(io));
+        let QueryError::Execution { kind } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(kind, "I/O NotFound");
+    }
+
+    #[test]
+    fn opendp_error_message_is_withheld() {
+        let error = QueryError::from(opendp::error::Error {
+            variant: opendp::error::ErrorVariant::FailedFunction,
+            message: Some("exact total 12345".into()),
+            backtrace: std::backtrace::Backtrace::disabled(),
+        });
+        let QueryError::Noise { variant } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(variant, "FailedFunction");
+        assert!(!error.to_string().contains("12345"), "{error}");
+        assert!(!format!("{error:?}").contains("12345"), "{error:?}");
     }
 }

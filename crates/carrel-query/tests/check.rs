@@ -275,3 +275,207 @@ async fn invalid_policy_and_table_are_rejected() {
         QueryPlanner::new(RegisteredTable::new(no_unit, "/x.parquet"), policy()).unwrap_err();
     assert!(matches!(rejection, QueryRejection::InvalidTable { .. }));
 }
+
+/// Asserts that `sql` is rejected from the plan as a construct whose reason contains
+/// `reason_part`.
+async fn assert_rejected_with_reason(sql: &str, reason_part: &str) {
+    let rejection = reject(sql, &wide_policy()).await;
+    let QueryRejection::ConstructNotPermitted { construct, reason } = &rejection else {
+        panic!("{sql}: expected a construct rejection, got {rejection:?}");
+    };
+    assert!(
+        construct.starts_with("WHERE"),
+        "{sql}: construct {construct}"
+    );
+    assert!(
+        reason.contains(reason_part),
+        "{sql}: reason {reason:?} lacks {reason_part:?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_column_cast_is_rejected() {
+    let cases = [
+        // A cast chain that fails on every age value, quoting it.
+        (
+            "SELECT COUNT(*) FROM t WHERE region = 'south' \
+             AND CAST(CAST(age AS VARCHAR) AS DATE) IS NULL",
+            "only to a wider numeric type",
+        ),
+        // Fails on the first region value that is not a number.
+        (
+            "SELECT COUNT(*) FROM t WHERE region = 'north' OR CAST(region AS INT) = 1",
+            "with a quoted text literal, such as region = '1'",
+        ),
+        // DataFusion's type coercion adds CAST(region AS Int64) after planning.
+        (
+            "SELECT COUNT(*) FROM t WHERE region > 5",
+            "with a quoted text literal, such as region = '5'",
+        ),
+        (
+            "SELECT COUNT(*) FROM t WHERE region IN (1, 2)",
+            "such as region = '1'",
+        ),
+        (
+            "SELECT COUNT(*) FROM t WHERE CAST(age AS INTERVAL) IS NULL",
+            "only to a wider numeric type",
+        ),
+        (
+            "SELECT COUNT(*) FROM t WHERE CAST(age AS SMALLINT) = 3",
+            "only to a wider numeric type",
+        ),
+        (
+            "SELECT COUNT(*) FROM t WHERE TRY_CAST(region AS INT) = 3",
+            "quoted text literal",
+        ),
+        // Coerced to Decimal128(20, 0), which is not a widening this check accepts.
+        (
+            "SELECT COUNT(*) FROM t WHERE age = 9223372036854775808",
+            "integer in the 64-bit range",
+        ),
+    ];
+    for (sql, reason_part) in cases {
+        assert_rejected_with_reason(sql, reason_part).await;
+    }
+}
+
+#[tokio::test]
+async fn unconvertible_constant_is_rejected() {
+    for sql in [
+        "SELECT COUNT(*) FROM t WHERE age = 'abc'",
+        "SELECT COUNT(*) FROM t WHERE age IN ('a', 'b')",
+        "SELECT COUNT(*) FROM t WHERE age BETWEEN 'a' AND 3",
+        "SELECT COUNT(*) FROM t WHERE region = 'a' AND age = CAST('x' AS INT)",
+    ] {
+        assert_rejected_with_reason(sql, "cannot be evaluated").await;
+    }
+}
+
+#[tokio::test]
+async fn widened_column_filters_are_accepted() {
+    for sql in [
+        "SELECT COUNT(*) FROM t WHERE age >= 90",
+        "SELECT COUNT(*) FROM t WHERE region IN ('a', 'b')",
+        "SELECT COUNT(*) FROM t WHERE age BETWEEN 20 AND 30",
+        "SELECT COUNT(*) FROM t WHERE CAST(age AS BIGINT) > 3",
+        "SELECT COUNT(*) FROM t WHERE CAST(age AS DOUBLE) > 3",
+        "SELECT COUNT(*) FROM t WHERE age > 2.5",
+        "SELECT COUNT(*) FROM t WHERE age IN (1, 2.5)",
+        "SELECT COUNT(*) FROM t WHERE age = '30'",
+        "SELECT COUNT(*) FROM t WHERE age > -3 AND NOT age = -(-4)",
+        "SELECT COUNT(*) FROM t WHERE region = CAST('a' AS VARCHAR)",
+        "SELECT COUNT(*) FROM t WHERE region IS NOT NULL AND age IS NULL",
+    ] {
+        if let Err(rejection) = check_query(sql, &table(), &wide_policy()).await {
+            panic!("{sql} was rejected: {rejection}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sql_text_over_16_kib_is_rejected() {
+    let terms = vec!["age = 1"; 10_000].join(" OR ");
+    let sql = format!("SELECT COUNT(*) FROM t WHERE {terms}");
+    let rejection = reject(&sql, &wide_policy()).await;
+    let QueryRejection::TooLarge { reason } = &rejection else {
+        panic!("expected TooLarge, got {rejection:?}");
+    };
+    assert!(reason.contains("16 KiB"), "{reason}");
+}
+
+#[tokio::test]
+async fn deep_expression_is_rejected_before_parsing() {
+    let or_chain = vec!["age = 1"; 1_400].join(" OR ");
+    let not_chain = format!("{}age = 1", "NOT ".repeat(40));
+    let brackets = format!("{}age = 1{}", "(".repeat(40), ")".repeat(40));
+    let subqueries = format!("age IN {}1{}", "(SELECT ".repeat(20), ")".repeat(20));
+    for condition in [or_chain, not_chain, brackets, subqueries] {
+        let sql = format!("SELECT COUNT(*) FROM t WHERE {condition}");
+        assert!(sql.len() <= 16 * 1024, "{} bytes", sql.len());
+        let rejection = reject(&sql, &wide_policy()).await;
+        let QueryRejection::TooLarge { reason } = &rejection else {
+            panic!("expected TooLarge, got {rejection:?}");
+        };
+        assert!(reason.contains("the limit is 64"), "{reason}");
+    }
+}
+
+/// Builds a WHERE condition that nests `construct` `n` times.
+fn nested_condition(construct: &str, n: usize) -> String {
+    match construct {
+        "or" => vec!["age = 1"; n].join(" OR "),
+        "not" => format!("{}age = 1", "NOT ".repeat(n)),
+        "brackets" => format!("{}age = 1{}", "(".repeat(n), ")".repeat(n)),
+        "functions" => format!("{}age{} = 1", "abs(".repeat(n), ")".repeat(n)),
+        "case" => format!(
+            "{}1{} = 1",
+            "CASE WHEN age = 1 THEN ".repeat(n),
+            " END".repeat(n)
+        ),
+        "subqueries" => format!("age IN {}1{}", "(SELECT ".repeat(n), ")".repeat(n)),
+        "is null" => format!("(age = 1){}", " IS NOT NULL".repeat(n)),
+        "casts" => format!("age{} = 1", "::BIGINT".repeat(n)),
+        "between" => format!("(age = 1){}", " BETWEEN TRUE AND TRUE".repeat(n)),
+        other => panic!("unknown construct {other}"),
+    }
+}
+
+/// Checks every nesting of each construct up to the first one over the depth limit, on
+/// the test thread's default stack: none may overflow it.
+#[tokio::test]
+async fn nesting_at_depth_limit_fits_stack() {
+    let constructs = [
+        "or",
+        "not",
+        "brackets",
+        "functions",
+        "case",
+        "subqueries",
+        "is null",
+        "casts",
+        "between",
+    ];
+    for construct in constructs {
+        let mut n = 1;
+        loop {
+            let sql = format!(
+                "SELECT COUNT(*) FROM t WHERE {}",
+                nested_condition(construct, n)
+            );
+            let result = check_query(&sql, &table(), &wide_policy()).await;
+            if matches!(result, Err(QueryRejection::TooLarge { .. })) {
+                break;
+            }
+            n += 1;
+        }
+        assert!(n > 5, "{construct}: only {} nestings accepted", n - 1);
+    }
+}
+
+#[tokio::test]
+async fn rejection_quotes_at_most_120_characters() {
+    let long = "x".repeat(10_000);
+    let cases = [
+        format!("SELECT COUNT(*), '{long}' FROM t"),
+        format!("SELECT '{long}' FROM t"),
+        format!("SELECT COUNT(\"{long}\") FROM t"),
+        format!("SELECT COUNT(*) FROM \"{long}\""),
+        format!("SELECT COUNT(*) FROM t WHERE age = '{long}'"),
+        format!("SELECT COUNT(*) FROM t WHERE region = 'a' '{long}'"),
+    ];
+    for sql in &cases {
+        let rejection = reject(sql, &wide_policy()).await;
+        let quoted = match &rejection {
+            QueryRejection::ConstructNotPermitted { construct, .. } => construct,
+            QueryRejection::RowLevel { columns, .. } => columns,
+            QueryRejection::UnknownColumn { column, .. } => column,
+            QueryRejection::UnknownTable { table, .. } => table,
+            QueryRejection::InvalidSql { message, .. } => message,
+            other => panic!("unexpected rejection {other:?}"),
+        };
+        assert_eq!(quoted.chars().count(), 120, "{quoted}");
+        assert!(quoted.ends_with('…'), "{quoted}");
+        let message = rejection.to_string();
+        assert!(message.len() < 1_000, "{} bytes: {message}", message.len());
+    }
+}

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use carrel_model::{ColumnRole, ColumnType, DatasetDescription, UsagePolicy};
 use carrel_query::{
-    CheckedQuery, ExactCell, ExactResult, ExactSum, QueryError, RegisteredTable, Release, Value,
-    check_query, execute, execute_without_noise_insecure, register_dataset,
+    CheckedQuery, ExactCell, ExactResult, ExactSum, QueryError, QueryRejection, RegisteredTable,
+    Release, Value, check_query, execute, execute_without_noise_insecure, register_dataset,
 };
 
 use common::{bounded, column, description, policy, regions_csv};
@@ -350,4 +350,120 @@ async fn aliased_filtered_query_runs() {
         cells,
         vec![vec![Value::Text("north".into()), Value::Integer(46)]]
     );
+}
+
+/// Policy that also permits `age` in WHERE.
+fn age_filter_policy() -> UsagePolicy {
+    let mut policy = policy();
+    policy.columns.filter.push("age".into());
+    policy
+}
+
+async fn exact_count(sql: &str, table: &RegisteredTable) -> ExactCell {
+    let query = checked(sql, table, &age_filter_policy()).await;
+    let exact = execute_without_noise_insecure(&query).await.unwrap();
+    first_cell(&exact, 0).clone()
+}
+
+#[tokio::test]
+async fn widened_filter_matches_plain_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = register(dir.path(), "t", &regions_csv(), &description());
+    let pairs = [
+        ("CAST(age AS BIGINT) > 40", "age > 40"),
+        ("CAST(age AS DOUBLE) <= 30", "age <= 30"),
+        ("age > 40.5", "age >= 41"),
+        ("age = '33'", "age = 33"),
+        ("age BETWEEN 20 AND 30", "age >= 20 AND age <= 30"),
+    ];
+    for (widened, plain) in pairs {
+        let expected = exact_count(&format!("SELECT COUNT(*) FROM t WHERE {plain}"), &table).await;
+        let actual = exact_count(&format!("SELECT COUNT(*) FROM t WHERE {widened}"), &table).await;
+        assert_eq!(actual, expected, "{widened} against {plain}");
+        assert_ne!(expected, ExactCell::Count(0), "{plain} selects some rows");
+    }
+}
+
+/// Runs the most deeply nested accepted filter of each kind on the test thread's default
+/// stack, through planning, DataFusion's optimizer and execution.
+#[tokio::test]
+async fn filter_at_depth_limit_executes() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = register(dir.path(), "t", &regions_csv(), &description());
+    let policy = age_filter_policy();
+    let conditions: [fn(usize) -> String; 5] = [
+        |n| vec!["age = 1"; n].join(" OR "),
+        |n| vec!["TRUE"; n].join(" OR "),
+        |n| format!("{}age = 1", "NOT ".repeat(n)),
+        |n| format!("{}age = 1{}", "(".repeat(n), ")".repeat(n)),
+        |n| format!("age{} = 1", "::BIGINT".repeat(n)),
+    ];
+    for condition in conditions {
+        let mut deepest = None;
+        for n in 1.. {
+            let sql = format!("SELECT COUNT(*) FROM t WHERE {}", condition(n));
+            match check_query(&sql, &table, &policy).await {
+                Ok(query) => deepest = Some((n, query)),
+                Err(QueryRejection::TooLarge { .. }) => break,
+                Err(rejection) => panic!("{sql}: {rejection}"),
+            }
+        }
+        let (n, query) = deepest.expect("the shallowest nesting is accepted");
+        assert!(n > 5, "only {n} nestings of {} accepted", query.sql());
+        execute_without_noise_insecure(&query).await.unwrap();
+    }
+}
+
+/// Writes a Parquet file whose `age` column contains text, which the table's declared
+/// Int64 type cannot read.
+fn write_text_age_parquet(path: &Path) {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2]))),
+        (
+            "region",
+            Arc::new(StringArray::from(vec!["north", "north"])),
+        ),
+        (
+            "age",
+            Arc::new(StringArray::from(vec!["41", "secret-thirty"])),
+        ),
+        ("spend", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test]
+async fn execution_error_withholds_row_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("t.parquet");
+    write_text_age_parquet(&parquet);
+    let table = RegisteredTable::new(description(), &parquet);
+    let query = checked(
+        "SELECT COUNT(*) FROM t WHERE age > 3",
+        &table,
+        &age_filter_policy(),
+    )
+    .await;
+
+    let error = execute(&query, 1.0).await.unwrap_err();
+    let QueryError::Execution { kind } = &error else {
+        panic!("expected an execution error, got {error:?}");
+    };
+    assert!(!kind.is_empty());
+    assert!(!kind.contains("secret"), "kind {kind}");
+    let message = error.to_string();
+    assert!(!message.contains("secret"), "message {message}");
+    assert!(message.contains("withheld"), "message {message}");
+    let debug = format!("{error:?}");
+    assert!(!debug.contains("secret"), "debug {debug}");
 }

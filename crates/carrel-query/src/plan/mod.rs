@@ -11,9 +11,13 @@
 //! `max_rows_per_unit` of them, values clamped to declared bounds) are added or removed,
 //! which is what the noise layer needs. Checking reads no data: the table is registered
 //! with the schema from its description, and only planning runs.
+//!
+//! Before parsing, the SQL text's length and nesting are bounded (see `limits`), because
+//! parsing and planning recurse and a deep enough query would overflow the stack.
 
 mod aggregate;
 mod filter;
+mod limits;
 mod rules;
 pub(crate) mod spec;
 mod walk;
@@ -26,6 +30,7 @@ use carrel_model::{DatasetDescription, UsagePolicy};
 use datafusion::common::SchemaError;
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
@@ -82,6 +87,10 @@ impl QueryPlanner {
 
     /// Parses, plans and checks `sql`.
     ///
+    /// SQL text longer than 16 KiB, or nested more than 64 levels deep, is rejected
+    /// before it is parsed. A rejection quotes at most 120 characters of the query per
+    /// field.
+    ///
     /// # Errors
     ///
     /// A [`QueryRejection`] naming the offending column or construct and the reason.
@@ -90,11 +99,11 @@ impl QueryPlanner {
             description: &self.table.description,
             policy: &self.policy,
         };
-        let analysis = match self.plan(sql, &rules).await {
-            Ok(plan) => walk::analyze(&plan, &rules),
-            Err(rejection) => Err(rejection),
-        };
-        let analysis = analysis.inspect_err(|rejection| {
+        let checked = self
+            .check_plan(sql, &rules)
+            .await
+            .map_err(QueryRejection::with_short_quotes);
+        let (spec, input) = checked.inspect_err(|rejection| {
             tracing::debug!(
                 table = %self.table.description.name,
                 %rejection,
@@ -103,45 +112,72 @@ impl QueryPlanner {
         })?;
         tracing::debug!(
             table = %self.table.description.name,
-            measurements = measurement_count(&analysis.spec, &self.privacy),
+            measurements = measurement_count(&spec, &self.privacy),
             "query accepted"
         );
         Ok(CheckedQuery {
             sql: sql.to_owned(),
-            spec: Arc::new(analysis.spec),
+            spec: Arc::new(spec),
             privacy: self.privacy.clone(),
             parquet: self.table.parquet.clone(),
-            input: analysis.input,
+            input,
             ctx: self.ctx.clone(),
         })
     }
 
-    async fn plan(&self, sql: &str, rules: &Rules<'_>) -> Result<LogicalPlan, QueryRejection> {
+    /// Returns what an accepted query computes and the type-coerced plan below its
+    /// Aggregate, which execution runs.
+    async fn check_plan(
+        &self,
+        sql: &str,
+        rules: &Rules<'_>,
+    ) -> Result<(QuerySpec, LogicalPlan), QueryRejection> {
+        // Before anything recurses over the query's syntax tree.
+        limits::check_size(sql)?;
         let state = self.ctx.state();
-        let statement = state
-            .sql_to_statement(sql, &Dialect::Generic)
+        let plan = plan(&state, sql, rules).await?;
+        let spec = walk::analyze(&plan, rules)?;
+        // DataFusion's analyzer adds the casts that type coercion needs, such as one that
+        // turns each value of a text column into a number for `region > 5`. The same
+        // rules run again before execution and leave a coerced plan unchanged.
+        let analysed = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(|e| planning_rejection(&e, rules))?;
-        if !matches!(&statement, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
-            return Err(QueryRejection::ConstructNotPermitted {
-                construct: statement_keyword(&statement),
-                reason: "only SELECT queries are accepted".into(),
-            });
-        }
-        let references = state
-            .resolve_table_references(&statement)
-            .map_err(|e| planning_rejection(&e, rules))?;
-        let expected = &self.table.description.name;
-        if let Some(other) = references.iter().find(|r| r.table() != expected) {
-            return Err(QueryRejection::UnknownTable {
-                table: other.to_string(),
-                expected: expected.clone(),
-            });
-        }
-        state
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| planning_rejection(&e, rules))
+        let input = walk::checked_input(&analysed, rules)?;
+        Ok((spec, input))
     }
+}
+
+/// Parses and plans `sql`, rejecting anything but a query over the registered table.
+async fn plan(
+    state: &SessionState,
+    sql: &str,
+    rules: &Rules<'_>,
+) -> Result<LogicalPlan, QueryRejection> {
+    let statement = state
+        .sql_to_statement(sql, &Dialect::Generic)
+        .map_err(|e| planning_rejection(&e, rules))?;
+    if !matches!(&statement, Statement::Statement(s) if matches!(**s, SqlStatement::Query(_))) {
+        return Err(QueryRejection::ConstructNotPermitted {
+            construct: statement_keyword(&statement),
+            reason: "only SELECT queries are accepted".into(),
+        });
+    }
+    let references = state
+        .resolve_table_references(&statement)
+        .map_err(|e| planning_rejection(&e, rules))?;
+    let expected = &rules.description.name;
+    if let Some(other) = references.iter().find(|r| r.table() != expected) {
+        return Err(QueryRejection::UnknownTable {
+            table: other.to_string(),
+            expected: expected.clone(),
+        });
+    }
+    state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| planning_rejection(&e, rules))
 }
 
 /// Returns the leading keywords of a statement, for a rejection message.

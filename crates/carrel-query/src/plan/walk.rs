@@ -6,21 +6,21 @@
 //! [Filter | SubqueryAlias]* WHERE over permitted columns, FROM t AS x
 //! TableScan                the one registered table
 //! ```
+//!
+//! [`analyze`] checks the plan as written, down to the Aggregate, which this crate
+//! computes itself. [`checked_input`] checks the part below the Aggregate, which DataFusion
+//! runs, in the plan after type coercion, so that the check covers every cast that will
+//! run.
 
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection, Sort};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, Sort};
 
 use super::aggregate::{check_aggregate, check_group, strip_alias};
 use super::filter::check_predicate;
 use super::rules::Rules;
 use super::spec::{OutputColumn, QuerySpec, SortKey, Source};
 use crate::QueryRejection;
-
-/// An accepted plan: what it computes, and the part below the Aggregate that selects rows.
-pub(crate) struct Analysis {
-    pub spec: QuerySpec,
-    pub input: LogicalPlan,
-}
+use crate::error::excerpt;
 
 /// A node above the Aggregate.
 enum Above<'a> {
@@ -28,8 +28,8 @@ enum Above<'a> {
     Sort(&'a Sort),
 }
 
-/// Checks `plan` against the rules without reading any data.
-pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<Analysis, QueryRejection> {
+/// Checks `plan` down to its Aggregate against the rules and returns what it computes.
+pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<QuerySpec, QueryRejection> {
     if !is_query(plan) {
         return Err(unsupported(plan));
     }
@@ -48,22 +48,7 @@ pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<Analysis,
         }
     }
 
-    let mut above = Vec::new();
-    let mut node = plan;
-    let aggregate = loop {
-        match node {
-            LogicalPlan::Aggregate(aggregate) => break aggregate,
-            LogicalPlan::Projection(projection) => {
-                above.push(Above::Projection(projection));
-                node = &projection.input;
-            }
-            LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
-                above.push(Above::Sort(sort));
-                node = &sort.input;
-            }
-            other => return Err(above_aggregate(other)),
-        }
-    };
+    let (aggregate, above) = find_aggregate(plan)?;
 
     let mut spec = QuerySpec {
         group_columns: Vec::new(),
@@ -82,7 +67,6 @@ pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<Analysis,
     if spec.aggregates.is_empty() {
         return Err(row_level(plan));
     }
-    check_input(&aggregate.input, rules)?;
 
     let mut sources: Vec<Source> = (0..spec.group_columns.len())
         .map(Source::Group)
@@ -127,10 +111,42 @@ pub(crate) fn analyze(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<Analysis,
         })
         .collect();
 
-    Ok(Analysis {
-        spec,
-        input: aggregate.input.as_ref().clone(),
-    })
+    Ok(spec)
+}
+
+/// Checks the part of `analysed` below its Aggregate, the scan and WHERE filter that
+/// DataFusion runs, and returns it.
+///
+/// `analysed` is a plan accepted by [`analyze`] after DataFusion's analyzer rules, which
+/// add the casts that type coercion needs but keep the plan's shape.
+pub(crate) fn checked_input(
+    analysed: &LogicalPlan,
+    rules: &Rules<'_>,
+) -> Result<LogicalPlan, QueryRejection> {
+    let (aggregate, _) = find_aggregate(analysed)?;
+    check_input(&aggregate.input, rules)?;
+    Ok(aggregate.input.as_ref().clone())
+}
+
+/// Descends from the top of `plan` through projections and sorts to the Aggregate, and
+/// returns it with the nodes above it, outermost first.
+fn find_aggregate(plan: &LogicalPlan) -> Result<(&Aggregate, Vec<Above<'_>>), QueryRejection> {
+    let mut above = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Aggregate(aggregate) => return Ok((aggregate, above)),
+            LogicalPlan::Projection(projection) => {
+                above.push(Above::Projection(projection));
+                node = &projection.input;
+            }
+            LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
+                above.push(Above::Sort(sort));
+                node = &sort.input;
+            }
+            other => return Err(above_aggregate(other)),
+        }
+    }
 }
 
 /// Returns whether `plan` is a query rather than DDL, DML, EXPLAIN or a session statement.
@@ -203,7 +219,7 @@ fn resolve(expr: &Expr, input: &LogicalPlan, sources: &[Source]) -> Result<Sourc
 fn check_input(plan: &LogicalPlan, rules: &Rules<'_>) -> Result<(), QueryRejection> {
     match plan {
         LogicalPlan::Filter(filter) => {
-            check_predicate(&filter.predicate, rules)?;
+            check_predicate(&filter.predicate, filter.input.schema(), rules)?;
             check_input(&filter.input, rules)
         }
         LogicalPlan::SubqueryAlias(alias) => check_input(&alias.input, rules),
@@ -235,9 +251,10 @@ fn row_level(plan: &LogicalPlan) -> QueryRejection {
         .collect();
     let columns = names.join(", ");
     let reason = if matches!(plan, LogicalPlan::Distinct(_)) {
+        let quoted = excerpt(&columns);
         format!(
             "SELECT DISTINCT without an aggregate would release row values; write SELECT \
-             {columns}, COUNT(*) ... GROUP BY {columns}, which releases only groups large \
+             {quoted}, COUNT(*) ... GROUP BY {quoted}, which releases only groups large \
              enough to hide a person"
         )
     } else {
