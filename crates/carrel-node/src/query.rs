@@ -67,7 +67,7 @@ pub async fn run(
             Some(serde_json::to_value(&release).map_err(|e| NodeError::Internal(e.to_string()))?)
         }
         Err(error) => {
-            tracing::error!(target: "carrel::query", agreement = %agreement_id, %error, "query execution failed");
+            tracing::error!(target: "carrel::query", agreement = %agreement_id, error = ?error, "query execution failed");
             None
         }
     };

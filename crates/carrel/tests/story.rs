@@ -73,6 +73,8 @@ fn story_runs_end_to_end() {
         "SELECT id, spend FROM regions",
         "SELECT COUNT(*) FROM regions WHERE nowhere = 1",
         "SELEC COUNT(*) FROM regions",
+        "SELECT COUNT(*) FROM regions WHERE region > 5",
+        "SELECT COUNT(*) FROM regions WHERE region = 'north' OR CAST(region AS INT) = 1",
     ] {
         let (success, response) = cluster.query(&agreement, sql, Some(0.5));
         assert!(!success, "{sql} was answered: {response}");
@@ -97,7 +99,7 @@ fn story_runs_end_to_end() {
     );
     assert_eq!(
         provider.iter().filter(|k| *k == "query.rejected").count(),
-        6
+        8
     );
     assert!(provider.contains(&"negotiation.finalized".to_owned()));
     let exchange = audit_kinds(&cluster.exchange.dir);
