@@ -1,9 +1,9 @@
 //! `carrel bench dp-query`: times Carrel's differentially private query path against
 //! plain DataFusion on the same generated Parquet table, in one process and one run.
 //!
-//! Two tables are generated from a fixed seed. In the first every person has one row;
-//! in the second persons have about four rows each, so the policy's bound of one row
-//! per person drops about three rows in four and the figures show the cost of bounding.
+//! Two tables are generated from a fixed seed. In the first, every person has one row.
+//! In the second, persons have about four rows each, so the policy's bound of one row
+//! per person drops about three rows in four, and the figures show the cost of bounding.
 
 use std::fs::File;
 use std::path::Path;
@@ -33,12 +33,14 @@ const SQL: &str = "SELECT region, COUNT(*), SUM(spend) FROM t GROUP BY region";
 const EPSILON: f64 = 1.0;
 /// Delta of the policy, spent on group suppression.
 const DELTA: f64 = 1e-9;
-/// Seed of the row generator; each table layout mixes in its own constant.
+/// The policy's bound on each person's rows.
+const MAX_ROWS_PER_UNIT: u32 = 1;
+/// Seed of the row generator. Each table layout XORs in its own number.
 const SEED: u64 = 0xCA77_E1DA_7A5E_ED01;
 /// Rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: u64 = 65_536;
 
-/// Benchmarks.
+/// Subcommands of `carrel bench`.
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Time a DP aggregate query against plain DataFusion on generated Parquet tables.
@@ -46,14 +48,14 @@ pub enum BenchCommand {
     /// Runs `SELECT region, COUNT(*), SUM(spend) FROM t GROUP BY region` on a table
     /// with one row per person and on one with about four rows per person.
     DpQuery {
-        /// Rows in each generated table.
+        /// Number of rows in each generated table.
         #[arg(long, default_value_t = 10_000_000,
               value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
         rows: u64,
         /// Number of distinct regions, the GROUP BY keys.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
         groups: u64,
-        /// Timed runs of each path; the median and minimum are reported.
+        /// Number of timed runs of each path. The output gives their median and minimum.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
     },
@@ -76,7 +78,7 @@ struct Settings {
     runs: u32,
 }
 
-/// How the generated ids repeat.
+/// Pattern of the ids in a generated table.
 #[derive(Debug, Clone, Copy)]
 enum Layout {
     /// Row `i` has id `i`.
@@ -144,7 +146,7 @@ async fn dp_query(settings: &Settings, out: &Output) -> anyhow::Result<()> {
         sql: SQL,
         epsilon: EPSILON,
         delta: DELTA,
-        max_rows_per_unit: 1,
+        max_rows_per_unit: MAX_ROWS_PER_UNIT,
         settings: *settings,
         variants,
     };
@@ -156,7 +158,7 @@ async fn dp_query(settings: &Settings, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): a fast, seeded, non-cryptographic generator.
+/// The SplitMix64 generator: fast, seeded and not cryptographic.
 struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -168,13 +170,13 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Returns a value in `0..bound`; the modulo bias is below `bound / 2^64`.
+    /// Returns a value in `0..bound`. The modulo bias is at most `bound / 2^64`.
     fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound
     }
 }
 
-/// The Arrow schema of the table as a registered table declares it: all nullable.
+/// Builds the Arrow schema that a registered table declares: every column nullable.
 fn table_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
@@ -232,8 +234,10 @@ fn generate_table(
 }
 
 /// Generates rows `first..first + len`: id by layout, uniform region, age 18 to 90, and
-/// spend in whole cents from 0 to 1,199.99, so about one value in six is above the
-/// declared bound of 1,000 and is clamped by the DP path.
+/// spend in whole cents from 0 to 1,199.99.
+///
+/// About one spend value in six is above the declared bound of 1,000, so the DP path
+/// clamps it.
 fn generate_batch(
     schema: &SchemaRef,
     rng: &mut SplitMix64,
@@ -269,8 +273,8 @@ fn generate_batch(
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Table `t` (id, region, age, spend) with privacy unit `id` and spend bounded to
-/// [0, 1000].
+/// Describes table `t` (id, region, age, spend) with privacy unit `id` and spend
+/// bounded to [0, 1000].
 fn description() -> DatasetDescription {
     let column = |name: &str, column_type, role, bounds: Option<(f64, f64)>| ColumnSpec {
         name: name.to_owned(),
@@ -318,8 +322,8 @@ fn description() -> DatasetDescription {
     }
 }
 
-/// Group by and filter on region, aggregate spend; minimum group 10, one row per person,
-/// delta 1e-9.
+/// Builds the offer's policy: group by and filter on region, aggregate spend, minimum
+/// group 10, one row per person, delta 1e-9.
 fn policy() -> UsagePolicy {
     let now = OffsetDateTime::now_utc();
     UsagePolicy {
@@ -335,7 +339,7 @@ fn policy() -> UsagePolicy {
         query_epsilon: EPSILON,
         query_delta: DELTA,
         min_group_size: 10,
-        max_rows_per_unit: 1,
+        max_rows_per_unit: MAX_ROWS_PER_UNIT,
         columns: ColumnRules {
             group_by: vec!["region".into()],
             aggregate: vec!["spend".into()],
@@ -419,8 +423,9 @@ fn seconds(duration: Option<&Duration>) -> f64 {
     duration.map_or(f64::NAN, Duration::as_secs_f64)
 }
 
-/// Runs [`SQL`] with plain DataFusion in a new session, as the DP path plans in a new
-/// session on each query, and returns the total of its COUNT(*) column.
+/// Runs [`SQL`] with plain DataFusion and returns the total of its COUNT(*) column.
+///
+/// Each call starts a new session, as the DP path does for each query.
 async fn run_plain(parquet: &Path) -> anyhow::Result<u64> {
     let ctx = SessionContext::new();
     let path = parquet
@@ -439,14 +444,15 @@ async fn run_plain(parquet: &Path) -> anyhow::Result<u64> {
     Ok(u64::try_from(total)?)
 }
 
-/// Resets the process's peak resident memory (Linux `clear_refs`); elsewhere does nothing.
+/// Resets the process's peak resident memory through Linux `clear_refs`.
+/// Elsewhere it does nothing.
 fn reset_peak_memory() {
-    // NOTE: on failure the peak covers the whole process so far; it is still reported.
+    // NOTE: if the reset fails, the reported peak covers the whole process so far.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident memory of the process since the last reset, from `/proc/self/status`;
-/// `None` where that file does not exist.
+/// Reads the process's peak resident memory since the last reset from
+/// `/proc/self/status`. Returns `None` where that file does not exist.
 fn peak_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -565,7 +571,7 @@ impl VariantReport {
 fn print_text(report: &Report) {
     println!("bench dp-query: {}", report.sql);
     println!(
-        "{} rows per table, {} regions, {} runs per path; epsilon {}, delta {}, at most {} \
+        "{} rows per table, {} regions, {} runs per path; epsilon {}, delta {:e}, at most {} \
          row per person",
         report.settings.rows,
         report.settings.groups,
@@ -591,11 +597,13 @@ fn print_variant(v: &VariantReport) {
         v.parquet_bytes as f64 / 1e6,
         v.generate_seconds
     );
-    println!("  {:<44} {:>10} {:>10}", "", "median s", "min s");
+
+    println!("  {:<44} {:>10} {:>10}", "", "median ms", "min ms");
     let line = |label: &str, s: &Summary| {
         println!(
-            "  {label:<44} {:>10.3} {:>10.3}",
-            s.median_seconds, s.min_seconds
+            "  {label:<44} {:>10.1} {:>10.1}",
+            s.median_seconds * 1e3,
+            s.min_seconds * 1e3
         );
     };
     line("plain DataFusion", &v.plain);
@@ -604,9 +612,11 @@ fn print_variant(v: &VariantReport) {
     line("  execute", &v.execute);
     line("  exact aggregation (no noise)", &v.exact);
     println!(
-        "  {:<44} {:>10.3}",
-        "  noise (execute - exact, medians)", v.noise_seconds_estimate
+        "  {:<44} {:>10.1}",
+        "  noise (execute - exact, medians)",
+        v.noise_seconds_estimate * 1e3
     );
+
     println!(
         "  DP / plain: {:.2}x, overhead {:+.1}%; {} groups released",
         v.ratio, v.overhead_percent, v.released_groups
