@@ -55,6 +55,23 @@ pub struct ColumnSpec {
     pub bounds: Option<Bounds>,
 }
 
+impl ColumnSpec {
+    /// Builds a column; `bounds` are `(lower, upper)`, both inclusive.
+    pub fn new(
+        name: &str,
+        column_type: ColumnType,
+        role: ColumnRole,
+        bounds: Option<(f64, f64)>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            column_type,
+            role,
+            bounds: bounds.map(|(lower, upper)| Bounds { lower, upper }),
+        }
+    }
+}
+
 /// Data grade under a national classification scheme; the strictest applicable grade wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

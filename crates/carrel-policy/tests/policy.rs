@@ -1,27 +1,13 @@
 //! Listing review and agreement use checks on small products.
 
 use carrel_model::{
-    Action, Agreement, Bounds, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType,
-    DataLevel, DatasetDescription, Price, PrivacyBudget, Product, Rights, UsagePolicy,
+    Action, Agreement, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
+    DatasetDescription, Price, PrivacyBudget, Product, Rights, UsagePolicy,
 };
 use carrel_policy::{UseError, check_purpose, check_use, review_listing};
 use time::{Duration, OffsetDateTime, macros::datetime};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
-
-fn column(
-    name: &str,
-    column_type: ColumnType,
-    role: ColumnRole,
-    bounds: Option<(f64, f64)>,
-) -> ColumnSpec {
-    ColumnSpec {
-        name: name.into(),
-        column_type,
-        role,
-        bounds: bounds.map(|(lower, upper)| Bounds { lower, upper }),
-    }
-}
 
 fn product() -> Product {
     let dataset = DatasetDescription {
@@ -29,14 +15,14 @@ fn product() -> Product {
         title: "People".into(),
         description: String::new(),
         columns: vec![
-            column("id", ColumnType::Integer, ColumnRole::Identifier, None),
-            column(
+            ColumnSpec::new("id", ColumnType::Integer, ColumnRole::Identifier, None),
+            ColumnSpec::new(
                 "region",
                 ColumnType::Text,
                 ColumnRole::QuasiIdentifier,
                 None,
             ),
-            column(
+            ColumnSpec::new(
                 "spend",
                 ColumnType::Float,
                 ColumnRole::Sensitive,

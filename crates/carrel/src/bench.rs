@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use carrel_model::{
-    Action, Bounds, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
+    Action, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
     DatasetDescription, Price, PrivacyBudget, Rights, UsagePolicy,
 };
 use carrel_query::{RegisteredTable, check_query, execute, execute_without_noise_insecure};
@@ -276,31 +276,25 @@ fn generate_batch(
 /// Describes table `t` (id, region, age, spend) with privacy unit `id` and spend
 /// bounded to [0, 1000].
 fn description() -> DatasetDescription {
-    let column = |name: &str, column_type, role, bounds: Option<(f64, f64)>| ColumnSpec {
-        name: name.to_owned(),
-        column_type,
-        role,
-        bounds: bounds.map(|(lower, upper)| Bounds { lower, upper }),
-    };
     DatasetDescription {
         name: "t".into(),
         title: "Generated benchmark table".into(),
         description: String::new(),
         columns: vec![
-            column("id", ColumnType::Integer, ColumnRole::Identifier, None),
-            column(
+            ColumnSpec::new("id", ColumnType::Integer, ColumnRole::Identifier, None),
+            ColumnSpec::new(
                 "region",
                 ColumnType::Text,
                 ColumnRole::QuasiIdentifier,
                 None,
             ),
-            column(
+            ColumnSpec::new(
                 "age",
                 ColumnType::Integer,
                 ColumnRole::QuasiIdentifier,
                 Some((0.0, 120.0)),
             ),
-            column(
+            ColumnSpec::new(
                 "spend",
                 ColumnType::Float,
                 ColumnRole::Sensitive,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use carrel_model::{
-    Action, Bounds, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
+    Action, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
     DatasetDescription, Price, PrivacyBudget, Rights, Role, UsagePolicy,
 };
 use carrel_node::{NodeConfig, NodeDir, PinnedExchange};
@@ -365,20 +365,6 @@ fn prepare_source(base: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn column(
-    name: &str,
-    column_type: ColumnType,
-    role: ColumnRole,
-    bounds: Option<(f64, f64)>,
-) -> ColumnSpec {
-    ColumnSpec {
-        name: name.into(),
-        column_type,
-        role,
-        bounds: bounds.map(|(lower, upper)| Bounds { lower, upper }),
-    }
-}
-
 fn description() -> DatasetDescription {
     use ColumnRole::{Attribute, Identifier, QuasiIdentifier, Sensitive};
     use ColumnType::{Integer, Text};
@@ -387,16 +373,16 @@ fn description() -> DatasetDescription {
         title: "California census sample (PUMS), several rows per person".into(),
         description: "1,000 persons from the US Census Bureau's Public Use Microdata Sample".into(),
         columns: vec![
-            column("age", Integer, QuasiIdentifier, Some((0.0, 100.0))),
-            column("sex", Integer, QuasiIdentifier, None),
-            column("educ", Integer, QuasiIdentifier, None),
-            column("race", Integer, QuasiIdentifier, None),
+            ColumnSpec::new("age", Integer, QuasiIdentifier, Some((0.0, 100.0))),
+            ColumnSpec::new("sex", Integer, QuasiIdentifier, None),
+            ColumnSpec::new("educ", Integer, QuasiIdentifier, None),
+            ColumnSpec::new("race", Integer, QuasiIdentifier, None),
             // The provider declares 200,000 as the upper bound: 19 of 1,000 persons
             // earn more and are clamped to it, in exchange for less noise.
-            column("income", Integer, Sensitive, Some((0.0, 200_000.0))),
-            column("married", Integer, Attribute, None),
-            column("pid", Integer, Identifier, None),
-            column("age_band", Text, QuasiIdentifier, None),
+            ColumnSpec::new("income", Integer, Sensitive, Some((0.0, 200_000.0))),
+            ColumnSpec::new("married", Integer, Attribute, None),
+            ColumnSpec::new("pid", Integer, Identifier, None),
+            ColumnSpec::new("age_band", Text, QuasiIdentifier, None),
         ],
         privacy_unit: Some("pid".into()),
         classification: Classification {

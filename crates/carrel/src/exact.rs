@@ -57,21 +57,10 @@ pub fn format(exact: &Value) -> String {
         .map(|g| {
             let cells: Vec<String> = g["cells"]
                 .as_array()
-                .map(|c| c.iter().map(cell).collect())
+                .map(|c| c.iter().map(crate::output::cell).collect())
                 .unwrap_or_default();
             format!("{} ({} persons)", cells.join(" | "), g["persons"])
         })
         .collect();
     format!("\n    {}", lines.join("\n    "))
-}
-
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-        Value::Number(n) => n
-            .as_f64()
-            .map_or_else(|| n.to_string(), |f| format!("{f:.1}")),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

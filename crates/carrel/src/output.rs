@@ -152,7 +152,8 @@ pub fn format_release(response: &Value) -> String {
     text
 }
 
-fn cell(value: &Value) -> String {
+/// Formats one result cell: integers as they are, other numbers to one decimal.
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         Value::Number(n) => n
