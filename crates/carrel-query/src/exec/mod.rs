@@ -75,6 +75,8 @@ async fn aggregate(checked: &CheckedQuery) -> Result<ExactResult, QueryError> {
         path: checked.parquet.clone(),
         source,
     })?;
+    // NOTE: bounding and grouping run row by row on one thread and keep every kept row
+    // in memory, hundreds of times slower than DataFusion's own GROUP BY at 10M rows.
     let mut bounder = Bounder::new(checked.privacy.max_rows_per_unit);
     rows::scan_rows(checked, |unit, row| bounder.push(unit, row)).await?;
 
