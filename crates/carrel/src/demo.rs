@@ -105,16 +105,20 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
             temporary.path().to_owned()
         }
     };
+
     let mut report = Report::new(out);
     let mut nodes = Nodes(Vec::new());
     let dirs = start_nodes(&base, &mut nodes, &mut report).await?;
     let story = story(&base, &dirs, &mut report).await;
+
+    // The nodes stop before their logs are verified, so the databases are at rest.
     for (name, child) in &mut nodes.0 {
         stop(child);
         report.line(&format!("stopped {name}"));
     }
     nodes.0.clear();
     story?;
+
     report.section("Audit verification");
     for (name, dir) in [
         (EXCHANGE, &dirs.exchange),
@@ -128,6 +132,7 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
         ));
         report.record(&format!("audit_{name}"), verified);
     }
+
     if kept {
         report.line(&format!("node folders kept in {}", base.display()));
     } else {
