@@ -99,7 +99,7 @@ pub enum LedgerError {
     CheckpointRejected {
         /// The tree size of the stored checkpoint.
         tree_size: u64,
-        /// Why the note was rejected.
+        /// Reason the note was rejected.
         #[source]
         source: Box<LedgerError>,
     },

@@ -31,7 +31,7 @@ use crate::error::{LedgerError, Result};
 
 /// The maximum number of signature lines in a note. Notes with more are rejected unread.
 ///
-/// C2SP asks verifiers to accept at least 16. A hundred leaves room for many witnesses.
+/// C2SP requires verifiers to accept at least 16. A hundred leaves room for many witnesses.
 pub const MAX_SIGNATURES: usize = 100;
 
 /// The signature type byte of plain Ed25519 note signatures.
@@ -355,7 +355,7 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature<'_>> {
     })
 }
 
-/// Checks that `text` is non-empty, ends in a newline and holds no other control
+/// Checks that `text` is non-empty, ends in a newline and contains no other control
 /// character.
 fn check_text(text: &str) -> Result<()> {
     if !text.ends_with('\n') {

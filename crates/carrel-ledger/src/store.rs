@@ -10,7 +10,7 @@
 //! The node writes the log; anyone with write access to the database file can change it.
 //! Such a change cannot be hidden from [`AuditLog::verify`] unless the log's signing key
 //! signs the changed tree, and cannot be hidden from a peer that kept an earlier checkpoint
-//! and asks for a consistency proof. A node that holds the key can still rewrite history
+//! and requests a consistency proof. A node that has the key can still rewrite history
 //! and sign it; only witnesses that cosign checkpoints and remember them (not built yet)
 //! expose that. Entries appended after the latest checkpoint are checked against their
 //! stored hashes but no signature covers them until the next [`AuditLog::sign_checkpoint`].

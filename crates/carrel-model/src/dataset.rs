@@ -97,7 +97,7 @@ pub struct Classification {
     pub region: String,
 }
 
-/// The separated rights over a dataset: nobody asserts ownership.
+/// The separated rights over a dataset, which assert no ownership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rights {
     /// Participant that has the data (holding right).

@@ -8,7 +8,7 @@
 //! 4. execution: bounding, clamping, noisy aggregates, suppression;
 //! 5. one transaction that checks the agreement and budget again, charges them,
 //!    records the release and appends its audit entry. Concurrent queries serialise
-//!    here, so they can never overspend; a query that loses the race is rejected and
+//!    here, so they can never overspend. A query that loses the race is rejected, and
 //!    its computed result is dropped without leaving the node.
 
 use carrel_model::{AuditEvent, UsagePolicy};

@@ -4,8 +4,8 @@
 //!
 //! A statistics office registers the PUMS sample (several rows per person) and
 //! publishes it; the exchange reviews the listing (and rejects an incomplete one); a
-//! research institute negotiates an agreement and asks differentially private
-//! questions, with the exact answers shown beside the released ones; a row-level
+//! research institute negotiates an agreement and runs differentially private
+//! queries, with the exact results shown beside the released ones; a row-level
 //! query, a too-small group and an over-budget query show the guards; finally the
 //! audit logs of all three nodes are verified.
 

@@ -1,8 +1,8 @@
-//! Exact answers for the demo's report, computed on the provider's registered table.
+//! Exact results for the demo's report, computed on the provider's registered table.
 //!
 //! # Security
 //!
-//! These answers are not differentially private. The demo shows them beside each
+//! These results are not differentially private. The demo shows them beside each
 //! release because it plays every role on one machine; a real consumer never sees
 //! them.
 

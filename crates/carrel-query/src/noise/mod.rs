@@ -28,7 +28,7 @@
 //! scale `b`. A group below the minimum, or one that exists only because of the one
 //! person who differs, is released with probability below `δ / k`. A person touches at
 //! most `k` groups, so the total is below `δ`. A query without GROUP BY has one group and
-//! is thresholded the same way. The release never says how many groups were dropped.
+//! is thresholded the same way. The release never reports how many groups were dropped.
 //! NOTES.md beside this file gives the derivation.
 //!
 //! # Noise
