@@ -11,6 +11,7 @@
 mod agreement;
 mod audit;
 mod dataset;
+mod joint;
 mod offer;
 
 pub use agreement::{
@@ -22,6 +23,7 @@ pub use dataset::{
     Bounds, Classification, ColumnRole, ColumnSpec, ColumnType, DataLevel, Dataset,
     DatasetDescription, Rights, is_sql_name,
 };
+pub use joint::{IdCase, PsiTerms, Reveal};
 pub use offer::{Action, ColumnRules, Price, PrivacyBudget, Product, UsagePolicy};
 
 /// Errors in model values.

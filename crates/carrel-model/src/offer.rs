@@ -11,6 +11,8 @@ use crate::DatasetDescription;
 pub enum Action {
     /// Differentially private aggregate SQL on the provider's node.
     AggregateQuery,
+    /// Private set intersection of the consumer's identifiers with the product's.
+    PrivateSetIntersection,
 }
 
 /// A differential-privacy budget: the total privacy loss allowed, (epsilon, delta).
@@ -76,6 +78,9 @@ pub struct UsagePolicy {
     pub price_per_query: Price,
     /// Regions where the consumer may use the results, such as `US-CA`.
     pub usage_regions: Vec<String>,
+    /// Terms of a private set intersection; required when the action is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<crate::PsiTerms>,
 }
 
 /// A data product: a dataset offered under one usage policy.

@@ -8,6 +8,8 @@
 //! | `GET /participants/{name}`, `POST /listings`, `GET /catalog`, `POST /agreements/countersign` (exchange) | participants |
 //! | `POST /negotiations/request`, `GET /negotiations/{pid}`, `POST /negotiations/{pid}/agreement/verification`, `POST /negotiations/{pid}/termination`, `POST /queries` (provider) | consumers |
 //! | `POST /callback/negotiations/{pid}/agreement`, `POST /callback/negotiations/{pid}/events` (consumer) | providers |
+//! | `POST /jobs/psi`, `POST /jobs/{id}/psi/...` (provider) | consumers, see [`crate::psi`] |
+//! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
 
@@ -22,10 +24,12 @@ use serde_json::{Value, json};
 use crate::agreements::{self, SignedRevocation};
 use crate::consumer::{self, StartNegotiation};
 use crate::error::{NodeError, NodeResult};
+use crate::jobs;
 use crate::negotiation::{AgreementMessage, ContractRequest};
 use crate::node::Node;
 use crate::nonces::SqliteNonces;
 use crate::provider::{self, PublishProduct, RegisterDataset};
+use crate::psi::{self, Elements, Finish, Hello, StartPsi};
 use crate::query::{self, QueryRequest};
 use crate::{exchange, registration};
 
@@ -38,7 +42,10 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
         .route("/agreements/{id}/revocation", post(revocation))
         .route("/admin/status", get(status))
         .route("/admin/agreements/{id}", get(show_agreement))
-        .route("/admin/agreements/{id}/revoke", post(revoke));
+        .route("/admin/agreements/{id}/revoke", post(revoke))
+        .route("/admin/jobs", get(list_jobs))
+        .route("/admin/jobs/{id}", get(show_job))
+        .route("/jobs/{id}/abort", post(abort_job));
     if node.is_exchange() {
         signed = signed
             .route("/participants/{name}", get(participant))
@@ -55,6 +62,24 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             )
             .route("/negotiations/{pid}/termination", post(termination))
             .route("/queries", post(run_query))
+            .route("/jobs/psi", post(psi_hello))
+            .route(
+                "/jobs/{id}/psi/consumer-elements",
+                post(psi_consumer_elements),
+            )
+            .route(
+                "/jobs/{id}/psi/provider-elements",
+                post(psi_provider_elements),
+            )
+            .route(
+                "/jobs/{id}/psi/provider-doubled",
+                post(psi_provider_doubled),
+            )
+            .route(
+                "/jobs/{id}/psi/consumer-doubled",
+                post(psi_consumer_doubled),
+            )
+            .route("/jobs/{id}/psi/finish", post(psi_finish))
             .route(
                 "/callback/negotiations/{pid}/agreement",
                 post(agreement_callback),
@@ -65,7 +90,8 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/admin/catalog", get(admin_catalog))
             .route("/admin/negotiations", post(start_negotiation))
             .route("/admin/negotiations/{id}", get(show_negotiation))
-            .route("/admin/queries", post(forward_query));
+            .route("/admin/queries", post(forward_query))
+            .route("/admin/jobs/psi", post(start_psi));
     }
     let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
     let identity = node.identity.node().clone();
@@ -305,4 +331,92 @@ async fn forward_query(
 ) -> Reply {
     admin(&node, &signer)?;
     query::forward(&node, request).await.map(Json)
+}
+
+async fn list_jobs(State(node): Shared, signer: VerifiedSigner) -> Reply {
+    admin(&node, &signer)?;
+    Ok(Json(json!(jobs::list(&node.store)?)))
+}
+
+async fn show_job(State(node): Shared, signer: VerifiedSigner, Path(id): Path<String>) -> Reply {
+    admin(&node, &signer)?;
+    Ok(Json(json!(jobs::show(&node.store, &id)?)))
+}
+
+async fn abort_job(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let reason = body["reason"].as_str().unwrap_or("no reason given");
+    psi::abort(&node, signer.name(), &id, reason).map(Json)
+}
+
+async fn start_psi(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<StartPsi>,
+) -> Reply {
+    admin(&node, &signer)?;
+    psi::start(node.clone(), request).map(Json)
+}
+
+async fn psi_hello(State(node): Shared, signer: VerifiedSigner, Json(hello): Json<Hello>) -> Reply {
+    psi::hello(&node, signer.name(), hello).await.map(Json)
+}
+
+async fn psi_consumer_elements(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(batch): Json<Elements>,
+) -> Reply {
+    psi::consumer_elements(&node, signer.name(), &id, batch)
+        .await
+        .map(Json)
+}
+
+async fn psi_provider_elements(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<Elements>,
+) -> Reply {
+    psi::provider_elements(&node, signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn psi_provider_doubled(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(batch): Json<Elements>,
+) -> Reply {
+    psi::provider_doubled(&node, signer.name(), &id, batch)
+        .await
+        .map(Json)
+}
+
+async fn psi_consumer_doubled(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<Elements>,
+) -> Reply {
+    psi::consumer_doubled(&node, signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn psi_finish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(finish): Json<Finish>,
+) -> Reply {
+    psi::finish(&node, signer.name(), &id, finish)
+        .await
+        .map(Json)
 }

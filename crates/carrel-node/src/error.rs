@@ -35,6 +35,9 @@ pub enum NodeError {
     /// The agreement's privacy budget cannot pay for the query.
     #[error("{0}")]
     BudgetExceeded(String),
+    /// A multi-party job failed on one of its parties and was ended on all.
+    #[error("{0}")]
+    JobFailed(String),
     /// The listing failed the exchange's review.
     #[error("listing rejected: {}", .0.join("; "))]
     ListingRejected(Vec<String>),
@@ -83,6 +86,7 @@ impl NodeError {
             Self::QueryRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "query_rejected"),
             Self::BudgetExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"),
             Self::QueryFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query_failed"),
+            Self::JobFailed(_) => (StatusCode::CONFLICT, "job_failed"),
             Self::ListingRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "listing_rejected"),
             Self::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_failed"),
             Self::Remote { status, code, .. } => (
@@ -99,7 +103,8 @@ impl NodeError {
 /// Keeps a peer's error code when it is one of ours, so a rejection passes through
 /// a node unchanged.
 fn remote_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 11] = [
+        "job_failed",
         "bad_request",
         "not_found",
         "forbidden",
@@ -144,3 +149,9 @@ impl From<carrel_policy::negotiation::TransitionError> for NodeError {
 
 /// Result of a node operation.
 pub type NodeResult<T> = Result<T, NodeError>;
+
+impl From<carrel_query::QueryError> for NodeError {
+    fn from(error: carrel_query::QueryError) -> Self {
+        Self::Io(error.to_string())
+    }
+}

@@ -23,6 +23,8 @@ pub struct Node {
     pub identity: Identity,
     /// Its database and audit log.
     pub store: Store,
+    /// Private set intersection runs this node answers, by job id.
+    pub psi: crate::psi::Sessions,
     keys: Arc<KeyCache>,
     endpoint: RwLock<String>,
 }
@@ -59,6 +61,7 @@ impl Node {
             config,
             identity,
             store,
+            psi: crate::psi::Sessions::default(),
             keys,
             endpoint: RwLock::new(String::new()),
         })

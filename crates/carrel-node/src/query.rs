@@ -172,7 +172,7 @@ async fn prepare(node: &Node, signer: &str, request: &QueryRequest) -> NodeResul
     Ok((checked, epsilon, eps, delta))
 }
 
-fn check_agreement(record: &AgreementRecord, signer: &str) -> NodeResult<()> {
+pub(crate) fn check_agreement(record: &AgreementRecord, signer: &str) -> NodeResult<()> {
     carrel_policy::check_use(
         &record.signed.agreement,
         signer,
@@ -206,7 +206,7 @@ fn check_budget(
     Ok(())
 }
 
-fn dataset_of(
+pub(crate) fn dataset_of(
     conn: &rusqlite::Connection,
     product_id: &str,
 ) -> NodeResult<(carrel_model::Dataset, std::path::PathBuf)> {

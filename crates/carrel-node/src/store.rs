@@ -73,6 +73,22 @@ CREATE TABLE IF NOT EXISTS releases (
     sql_sha256 TEXT NOT NULL,
     result_sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    role TEXT NOT NULL,
+    agreement_id TEXT,
+    peers TEXT NOT NULL,
+    state TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    transcript_sha256 TEXT,
+    result TEXT,
+    error TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 ";
 
 /// The node's database with its audit log.
@@ -127,6 +143,15 @@ impl Store {
     ///
     /// The closure's error.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> NodeResult<T>) -> NodeResult<T> {
+        f(&self.lock())
+    }
+
+    /// Runs a closure that writes state that needs no audit entry, such as progress.
+    ///
+    /// # Errors
+    ///
+    /// The closure's error.
+    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> NodeResult<T>) -> NodeResult<T> {
         f(&self.lock())
     }
 

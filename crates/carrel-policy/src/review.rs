@@ -5,7 +5,7 @@
 //! only inside its region, because taking it abroad needs a security assessment that
 //! the exchange cannot grant; core data is never listed.
 
-use carrel_model::{ColumnRole, ColumnType, DataLevel, Product};
+use carrel_model::{Action, ColumnRole, ColumnType, DataLevel, Product};
 use time::OffsetDateTime;
 
 /// One reason a listing is rejected, with what to change.
@@ -32,6 +32,7 @@ pub fn review_listing(product: &Product, now: OffsetDateTime) -> Result<(), Vec<
     completeness(product, now, &mut reasons);
     budget(product, &mut reasons);
     columns(product, &mut reasons);
+    joint_terms(product, &mut reasons);
     lawfulness(product, &mut reasons);
     if reasons.is_empty() {
         Ok(())
@@ -149,6 +150,44 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
                  at most the budget's delta {}",
                 policy.query_delta, budget.delta
             ),
+        ));
+    }
+}
+
+fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    if product.policy.action != Action::PrivateSetIntersection {
+        return;
+    }
+    let Some(terms) = &product.policy.psi else {
+        reasons.push(reason(
+            "missing_psi_terms",
+            "the offer permits private set intersection but has no psi terms: give \
+             consumer_learns, id_column and max_set_size"
+                .into(),
+        ));
+        return;
+    };
+    match product.dataset.column(&terms.id_column) {
+        None => reasons.push(reason(
+            "unknown_column",
+            format!(
+                "psi.id_column is {:?}, which the dataset does not declare",
+                terms.id_column
+            ),
+        )),
+        Some(column) if column.role != ColumnRole::Identifier => reasons.push(reason(
+            "not_an_identifier",
+            format!(
+                "psi.id_column {:?} has role {:?}: intersect on a column declared as an identifier",
+                terms.id_column, column.role
+            ),
+        )),
+        Some(_) => {}
+    }
+    if terms.max_set_size == 0 {
+        reasons.push(reason(
+            "zero_set_size",
+            "psi.max_set_size is 0: allow at least one identifier per run".into(),
         ));
     }
 }

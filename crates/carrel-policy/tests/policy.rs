@@ -66,6 +66,7 @@ fn product() -> Product {
             currency: "USD".into(),
         },
         usage_regions: vec!["US-CA".into()],
+        psi: None,
     };
     Product {
         id: "p1".into(),

@@ -37,6 +37,7 @@
 //!
 //! [`DatasetDescription`]: carrel_model::DatasetDescription
 
+mod column;
 mod error;
 mod exec;
 mod ingest;
@@ -48,6 +49,7 @@ mod table;
 mod test_support;
 mod value;
 
+pub use column::scan_text_column;
 pub use error::{Clause, QueryError, QueryRejection};
 pub use exec::{
     ExactCell, ExactFloat, ExactGroup, ExactResult, ExactSum, execute,

@@ -10,11 +10,14 @@ use carrel_net::NodeIdentity;
 use carrel_node::NodeDir;
 use serde_json::{Value, json};
 
-use crate::Command;
 use crate::output::Output;
+use crate::{Command, JobCommand};
 
 /// How long `negotiate` waits for the agreement to be finalized.
 const NEGOTIATION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Interval between two looks at a running job.
+const JOB_POLL: Duration = Duration::from_millis(250);
 
 /// A signed connection to the node in a folder.
 pub struct AdminClient {
@@ -158,9 +161,74 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let body = json!({ "agreement": agreement, "sql": sql, "epsilon": epsilon });
             out.release(&client.post("/admin/queries", body).await?);
         }
+        Command::Psi {
+            node,
+            agreement,
+            ids,
+            column,
+            batch,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let ids = std::fs::canonicalize(&ids)
+                .with_context(|| format!("cannot find the identifier file {}", ids.display()))?;
+            let body =
+                json!({ "agreement": agreement, "ids": ids, "column": column, "batch": batch });
+            let started = client.post("/admin/jobs/psi", body).await?;
+            let job = started["job"]
+                .as_str()
+                .context("the node returned no job id")?;
+            out.progress(&format!("job {job} started"));
+            let done = follow_job(&client, job, out).await?;
+            out.value("private set intersection", &done);
+        }
+        Command::Job {
+            command: JobCommand::Status { node, id },
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            match id {
+                Some(id) => out.value("job", &client.get(&format!("/admin/jobs/{id}")).await?),
+                None => out.jobs(&client.get("/admin/jobs").await?),
+            }
+        }
         _ => bail!("this command does not go through the admin API"),
     }
     Ok(())
+}
+
+/// Polls a job until it ends, printing its phase and progress; returns the job when
+/// it succeeded.
+pub async fn follow_job(client: &AdminClient, id: &str, out: &Output) -> anyhow::Result<Value> {
+    let mut last = String::new();
+    loop {
+        let job = client.get(&format!("/admin/jobs/{id}")).await?;
+        let line = progress_line(&job);
+        if line != last {
+            out.progress(&line);
+            last = line;
+        }
+        match job["state"].as_str().unwrap_or_default() {
+            "succeeded" => return Ok(job),
+            "failed" => bail!(
+                "job {id} failed: {}",
+                job["error"].as_str().unwrap_or("no reason given")
+            ),
+            _ => tokio::time::sleep(JOB_POLL).await,
+        }
+    }
+}
+
+/// The job's phase with its progress as a percentage, when it has a total.
+fn progress_line(job: &Value) -> String {
+    let phase = job["phase"].as_str().unwrap_or_default();
+    let (done, total) = (
+        job["done"].as_u64().unwrap_or(0),
+        job["total"].as_u64().unwrap_or(0),
+    );
+    if total == 0 {
+        return phase.to_owned();
+    }
+    let percent = done.saturating_mul(100) / total;
+    format!("{phase}: {done} of {total} ({percent}%)")
 }
 
 /// Starts a negotiation and waits until it is finalized or terminated, printing

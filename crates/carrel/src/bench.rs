@@ -59,6 +59,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
     },
+    /// Time a private set intersection between two real node processes on loopback.
+    ///
+    /// The consumer holds ids 0..N and the provider ids N/2..3N/2, so half of each set
+    /// overlaps; the consumer learns the intersection. Reports wall time, each node's
+    /// peak memory, the bytes of the request and response bodies, and the floor set by
+    /// this machine's curve25519-dalek rates.
+    Psi {
+        /// Identifiers per side.
+        #[arg(long, default_value_t = 1_000_000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        ids: u64,
+        /// Elements per message.
+        #[arg(long)]
+        batch: Option<usize>,
+    },
 }
 
 /// Runs a benchmark command.
@@ -68,6 +83,7 @@ pub async fn run(command: BenchCommand, out: &Output) -> anyhow::Result<()> {
             let settings = Settings { rows, groups, runs };
             dp_query(&settings, out).await
         }
+        BenchCommand::Psi { ids, batch } => crate::bench_psi::run(ids, batch, out).await,
     }
 }
 
@@ -344,6 +360,7 @@ fn policy() -> UsagePolicy {
             currency: "USD".into(),
         },
         usage_regions: vec!["US-CA".into()],
+        psi: None,
     }
 }
 

@@ -9,27 +9,23 @@
 //! query, a too-small group and an over-budget query show the guards; finally the
 //! audit logs of all three nodes are verified.
 
+use carrel_node::NodeDir;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use carrel_model::{
     Action, Classification, ColumnRole, ColumnRules, ColumnSpec, ColumnType, DataLevel,
     DatasetDescription, Price, PrivacyBudget, Rights, Role, UsagePolicy,
 };
-use carrel_node::{NodeConfig, NodeDir, PinnedExchange};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::admin::{AdminClient, negotiate};
+use crate::cluster::{self, Nodes};
 use crate::output::{Output, format_release};
 
 /// The census sample, shipped in the project's data folder (see its NOTICE.md).
 const PUMS_DUP_CSV: &str = include_str!("../../../data/pums/PUMS_dup.csv");
-
-/// How long a node may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(30);
 
 const EXCHANGE: &str = "exchange";
 const PROVIDER: &str = "stats-office";
@@ -61,29 +57,6 @@ const QUESTIONS: [Question; 3] = [
     },
 ];
 
-/// Node processes, stopped with SIGTERM when dropped.
-struct Nodes(Vec<(String, Child)>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            stop(child);
-        }
-    }
-}
-
-fn stop(child: &mut Child) {
-    let pid = child.id().to_string();
-    let terminated = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !terminated {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-}
-
 /// Runs the demo, keeping the node folders in `keep` when given.
 pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
     let temporary;
@@ -107,16 +80,14 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
     };
 
     let mut report = Report::new(out);
-    let mut nodes = Nodes(Vec::new());
+    let mut nodes = Nodes::default();
     let dirs = start_nodes(&base, &mut nodes, &mut report).await?;
     let story = story(&base, &dirs, &mut report).await;
 
     // The nodes stop before their logs are verified, so the databases are at rest.
-    for (name, child) in &mut nodes.0 {
-        stop(child);
+    for name in nodes.stop_all() {
         report.line(&format!("stopped {name}"));
     }
-    nodes.0.clear();
     story?;
 
     report.section("Audit verification");
@@ -159,79 +130,18 @@ async fn start_nodes(
         provider: base.join(PROVIDER),
         consumer: base.join(CONSUMER),
     };
-    let exchange_key = init(&dirs.exchange, EXCHANGE, Role::Exchange, None)?;
-    let exchange_url = spawn(&dirs.exchange, EXCHANGE, nodes).await?;
-    report.line(&format!("{EXCHANGE} serving at {exchange_url}"));
-    let pin = PinnedExchange {
-        name: EXCHANGE.into(),
-        url: exchange_url,
-        public_key: exchange_key,
-    };
-    init(&dirs.provider, PROVIDER, Role::Provider, Some(pin.clone()))?;
-    init(&dirs.consumer, CONSUMER, Role::Consumer, Some(pin))?;
-    for (dir, name) in [(&dirs.provider, PROVIDER), (&dirs.consumer, CONSUMER)] {
-        let url = spawn(dir, name, nodes).await?;
+    let pin = cluster::start_exchange(&dirs.exchange, EXCHANGE, nodes).await?;
+    report.line(&format!("{EXCHANGE} serving at {}", pin.url));
+    for (dir, name, role) in [
+        (&dirs.provider, PROVIDER, Role::Provider),
+        (&dirs.consumer, CONSUMER, Role::Consumer),
+    ] {
+        let url = cluster::start_participant(dir, name, role, &pin, nodes).await?;
         report.line(&format!(
             "{name} serving at {url}, registered with the exchange"
         ));
     }
     Ok(dirs)
-}
-
-fn init(
-    dir: &Path,
-    name: &str,
-    role: Role,
-    exchange: Option<PinnedExchange>,
-) -> anyhow::Result<String> {
-    let config = NodeConfig {
-        name: name.into(),
-        role,
-        origin: format!("carrel.local/{name}"),
-        listen: "127.0.0.1:0".into(),
-        exchange,
-    };
-    Ok(carrel_node::init(&NodeDir::new(dir), &config)?)
-}
-
-/// Starts `carrel serve DIR` and waits until it has written its endpoint.
-async fn spawn(dir: &Path, name: &str, nodes: &mut Nodes) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("cannot find the carrel executable")?;
-    let log = std::fs::File::create(dir.join("node.log"))?;
-    let child = Command::new(exe)
-        .arg("serve")
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start node {name}"))?;
-    nodes.0.push((name.to_owned(), child));
-    let node_dir = NodeDir::new(dir);
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(url) = node_dir.load_endpoint() {
-            return Ok(url);
-        }
-        let exited = match nodes.0.last_mut() {
-            Some((_, child)) => child.try_wait()?,
-            None => None,
-        };
-        if let Some(status) = exited {
-            bail!(
-                "node {name} exited with {status}; see {}",
-                dir.join("node.log").display()
-            );
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "node {name} did not start within {START_DEADLINE:?}; see {}",
-                dir.join("node.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn story(base: &Path, dirs: &Dirs, report: &mut Report<'_>) -> anyhow::Result<()> {
@@ -431,6 +341,7 @@ fn policy() -> UsagePolicy {
             currency: "USD".into(),
         },
         usage_regions: names(&["US-CA"]),
+        psi: None,
     }
 }
 

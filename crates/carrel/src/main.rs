@@ -1,5 +1,6 @@
 //! The `carrel` command: run a node, publish datasets, negotiate agreements, run
-//! differentially private queries, check audit logs, and run the demo.
+//! differentially private queries and private set intersections, follow jobs, check
+//! audit logs, and run the demo.
 
 /// Prints to standard output like `std::println!`, but a closed pipe (as in
 /// `carrel --json catalog | head`) ends the output quietly instead of panicking.
@@ -21,6 +22,8 @@ macro_rules! print {
 mod admin;
 mod audit;
 mod bench;
+mod bench_psi;
+mod cluster;
 mod demo;
 mod exact;
 mod output;
@@ -173,6 +176,29 @@ enum Command {
         /// SQL text: SELECT with COUNT, SUM or AVG over permitted columns.
         sql: String,
     },
+    /// Intersect a file of identifiers with a provider's product without revealing
+    /// the other identifiers (consumer); shows progress and waits for the result.
+    Psi {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Agreement id; its offer must permit private set intersection.
+        #[arg(long)]
+        agreement: String,
+        /// CSV file of identifiers with a header line.
+        #[arg(long)]
+        ids: PathBuf,
+        /// Column holding the identifiers; the first when absent.
+        #[arg(long)]
+        column: Option<String>,
+        /// Elements per message, 1 to 65536.
+        #[arg(long)]
+        batch: Option<usize>,
+    },
+    /// Show multi-party jobs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
     /// Check a node's audit log.
     Audit {
         #[command(subcommand)]
@@ -188,6 +214,17 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Show one job's state, phase, progress and result, or every job.
+    Status {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Job id; every job when absent.
+        id: Option<String>,
     },
 }
 

@@ -75,6 +75,33 @@ impl Output {
         );
     }
 
+    /// Prints jobs as one line each: id, kind, role, state, phase and peers.
+    pub fn jobs(&self, jobs: &Value) {
+        if self.json {
+            self.print_json(jobs);
+            return;
+        }
+        let list = jobs.as_array().map(Vec::as_slice).unwrap_or_default();
+        if list.is_empty() {
+            println!("no jobs");
+        }
+        for job in list {
+            let peers: Vec<String> = job["peers"]
+                .as_array()
+                .map(|p| p.iter().map(cell).collect())
+                .unwrap_or_default();
+            println!(
+                "{}  {:<6} {:<9} {:<10} {:<28} with {}",
+                cell(&job["id"]),
+                cell(&job["kind"]),
+                cell(&job["role"]),
+                cell(&job["state"]),
+                cell(&job["phase"]),
+                peers.join(", ")
+            );
+        }
+    }
+
     /// Prints the catalog as one line per offer.
     pub fn catalog(&self, catalog: &Value) {
         if self.json {

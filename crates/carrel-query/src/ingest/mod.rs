@@ -20,6 +20,8 @@ mod csv;
 mod parquet;
 mod writer;
 
+pub(crate) use writer::parquet_error;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};

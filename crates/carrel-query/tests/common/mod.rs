@@ -87,6 +87,7 @@ pub fn policy() -> UsagePolicy {
             currency: "USD".into(),
         },
         usage_regions: vec!["US-CA".into()],
+        psi: None,
     }
 }
 

@@ -1,0 +1,44 @@
+//! Terms of the computations that combine a consumer's data with a provider's.
+
+use serde::{Deserialize, Serialize};
+
+/// What one party of a private set intersection learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reveal {
+    /// Nothing beyond the other side's set size.
+    #[default]
+    Nothing,
+    /// The number of identifiers both hold.
+    Size,
+    /// The identifiers both hold.
+    Intersection,
+}
+
+/// Letter case in the canonical identifier rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdCase {
+    /// Case is significant.
+    #[default]
+    Keep,
+    /// Identifiers are mapped to lower case.
+    Lower,
+}
+
+/// Terms of a private set intersection with the provider's product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsiTerms {
+    /// What the consumer learns.
+    pub consumer_learns: Reveal,
+    /// What the provider learns.
+    #[serde(default)]
+    pub provider_learns: Reveal,
+    /// Column of the provider's dataset holding the identifiers.
+    pub id_column: String,
+    /// Letter case rule applied to identifiers on both sides.
+    #[serde(default)]
+    pub id_case: IdCase,
+    /// Largest number of distinct identifiers the consumer may bring to one run.
+    pub max_set_size: u64,
+}
