@@ -42,3 +42,11 @@ pub struct PsiTerms {
     /// Largest number of distinct identifiers the consumer may bring to one run.
     pub max_set_size: u64,
 }
+
+/// Terms of a secure aggregation over the provider's product with other providers'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecAggTerms {
+    /// Most rows the product may hold; it bounds the provider's contribution, which every
+    /// party checks before the round.
+    pub max_rows: u64,
+}

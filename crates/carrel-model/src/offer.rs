@@ -13,6 +13,9 @@ pub enum Action {
     AggregateQuery,
     /// Private set intersection of the consumer's identifiers with the product's.
     PrivateSetIntersection,
+    /// The product's counts and sums added to other providers' under pairwise masks, so
+    /// that the consumer learns only the noisy total.
+    SecureAggregation,
 }
 
 /// A differential-privacy budget: the total privacy loss allowed, (epsilon, delta).
@@ -81,6 +84,9 @@ pub struct UsagePolicy {
     /// Terms of a private set intersection; required when the action is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<crate::PsiTerms>,
+    /// Terms of a secure aggregation; required when the action is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_aggregation: Option<crate::SecAggTerms>,
 }
 
 /// A data product: a dataset offered under one usage policy.

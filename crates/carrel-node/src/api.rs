@@ -9,6 +9,7 @@
 //! | `POST /negotiations/request`, `GET /negotiations/{pid}`, `POST /negotiations/{pid}/agreement/verification`, `POST /negotiations/{pid}/termination`, `POST /queries` (provider) | consumers |
 //! | `POST /callback/negotiations/{pid}/agreement`, `POST /callback/negotiations/{pid}/events` (consumer) | providers |
 //! | `POST /jobs/psi`, `POST /jobs/{id}/psi/...` (provider) | consumers, see [`crate::psi`] |
+//! | `POST /jobs/secagg`, `POST /jobs/{id}/secagg/...` (provider) | consumers, see [`crate::secagg`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
@@ -31,6 +32,7 @@ use crate::nonces::SqliteNonces;
 use crate::provider::{self, PublishProduct, RegisterDataset};
 use crate::psi::{self, Elements, Finish, Hello, StartPsi};
 use crate::query::{self, QueryRequest};
+use crate::secagg::{self, FinishRound, Join, MaskRequest, StartSecAgg};
 use crate::{exchange, registration};
 
 type Shared = State<Arc<Node>>;
@@ -80,6 +82,9 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
                 post(psi_consumer_doubled),
             )
             .route("/jobs/{id}/psi/finish", post(psi_finish))
+            .route("/jobs/secagg", post(secagg_join))
+            .route("/jobs/{id}/secagg/mask", post(secagg_mask))
+            .route("/jobs/{id}/secagg/finish", post(secagg_finish))
             .route(
                 "/callback/negotiations/{pid}/agreement",
                 post(agreement_callback),
@@ -91,7 +96,8 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/admin/negotiations", post(start_negotiation))
             .route("/admin/negotiations/{id}", get(show_negotiation))
             .route("/admin/queries", post(forward_query))
-            .route("/admin/jobs/psi", post(start_psi));
+            .route("/admin/jobs/psi", post(start_psi))
+            .route("/admin/jobs/secagg", post(start_secagg));
     }
     let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
     let identity = node.identity.node().clone();
@@ -350,6 +356,9 @@ async fn abort_job(
     Json(body): Json<Value>,
 ) -> Reply {
     let reason = body["reason"].as_str().unwrap_or("no reason given");
+    if jobs::show(&node.store, &id)?.kind == "secagg" {
+        return secagg::abort(&node, signer.name(), &id, reason).map(Json);
+    }
     psi::abort(&node, signer.name(), &id, reason).map(Json)
 }
 
@@ -417,6 +426,41 @@ async fn psi_finish(
     Json(finish): Json<Finish>,
 ) -> Reply {
     psi::finish(&node, signer.name(), &id, finish)
+        .await
+        .map(Json)
+}
+
+async fn start_secagg(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<StartSecAgg>,
+) -> Reply {
+    admin(&node, &signer)?;
+    secagg::start(node.clone(), request).map(Json)
+}
+
+async fn secagg_join(State(node): Shared, signer: VerifiedSigner, Json(join): Json<Join>) -> Reply {
+    secagg::join(&node, signer.name(), join).await.map(Json)
+}
+
+async fn secagg_mask(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<MaskRequest>,
+) -> Reply {
+    secagg::mask(&node, signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn secagg_finish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(finish): Json<FinishRound>,
+) -> Reply {
+    secagg::finish(&node, signer.name(), &id, finish)
         .await
         .map(Json)
 }

@@ -34,6 +34,7 @@ pub mod provider;
 pub mod psi;
 pub mod query;
 pub mod registration;
+pub mod secagg;
 pub mod signing;
 pub mod store;
 pub mod transport;

@@ -25,6 +25,8 @@ pub struct Node {
     pub store: Store,
     /// Private set intersection runs this node answers, by job id.
     pub psi: crate::psi::Sessions,
+    /// Secure aggregation rounds this node takes part in as a provider, by job id.
+    pub secagg: crate::secagg::Sessions,
     keys: Arc<KeyCache>,
     endpoint: RwLock<String>,
 }
@@ -62,6 +64,7 @@ impl Node {
             identity,
             store,
             psi: crate::psi::Sessions::default(),
+            secagg: crate::secagg::Sessions::default(),
             keys,
             endpoint: RwLock::new(String::new()),
         })

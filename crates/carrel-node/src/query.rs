@@ -183,7 +183,7 @@ pub(crate) fn check_agreement(record: &AgreementRecord, signer: &str) -> NodeRes
     Ok(())
 }
 
-fn check_budget(
+pub(crate) fn check_budget(
     record: &AgreementRecord,
     policy: &UsagePolicy,
     eps: f64,

@@ -155,6 +155,22 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
 }
 
 fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    if product.policy.action == Action::SecureAggregation {
+        match &product.policy.secure_aggregation {
+            None => reasons.push(reason(
+                "missing_secure_aggregation_terms",
+                "the offer permits secure aggregation but has no secure_aggregation terms: \
+                 give max_rows"
+                    .into(),
+            )),
+            Some(terms) if terms.max_rows == 0 => reasons.push(reason(
+                "zero_rows",
+                "secure_aggregation.max_rows is 0: allow at least one row".into(),
+            )),
+            Some(_) => {}
+        }
+        return;
+    }
     if product.policy.action != Action::PrivateSetIntersection {
         return;
     }

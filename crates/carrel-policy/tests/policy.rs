@@ -67,6 +67,7 @@ fn product() -> Product {
         },
         usage_regions: vec!["US-CA".into()],
         psi: None,
+        secure_aggregation: None,
     };
     Product {
         id: "p1".into(),

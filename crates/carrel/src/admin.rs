@@ -181,6 +181,22 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let done = follow_job(&client, job, out).await?;
             out.value("private set intersection", &done);
         }
+        Command::Aggregate {
+            node,
+            agreements,
+            columns,
+            epsilon,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let body = json!({ "agreements": agreements, "columns": columns, "epsilon": epsilon });
+            let started = client.post("/admin/jobs/secagg", body).await?;
+            let job = started["job"]
+                .as_str()
+                .context("the node returned no job id")?;
+            out.progress(&format!("job {job} started"));
+            let done = follow_job(&client, job, out).await?;
+            out.value("secure aggregation", &done);
+        }
         Command::Job {
             command: JobCommand::Status { node, id },
         } => {

@@ -194,6 +194,21 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
     },
+    /// Sum the row count and columns of three or more providers' products so that only
+    /// the noisy total is learned (consumer); waits for the result.
+    Aggregate {
+        #[command(flatten)]
+        node: NodeArg,
+        /// One agreement per provider, each permitting secure aggregation; repeat it.
+        #[arg(long = "agreement", required = true)]
+        agreements: Vec<String>,
+        /// Column to sum beside the row count; repeat it.
+        #[arg(long = "column", required = true)]
+        columns: Vec<String>,
+        /// Epsilon each provider spends; the offers' default when absent.
+        #[arg(long, value_parser = parse_epsilon, allow_hyphen_values = true)]
+        epsilon: Option<f64>,
+    },
     /// Show multi-party jobs.
     Job {
         #[command(subcommand)]

@@ -10,6 +10,17 @@ use std::fmt;
 #[non_exhaustive]
 pub enum SecAggError {
     // Configuration of the round and of the encodings.
+    /// Settled round settings name another session, party count or vector length.
+    #[error(
+        "the settled round has session {found:?}, which differs from the round the key was \
+         drawn for ({expected:?}), or a different party count or vector length"
+    )]
+    RoundChanged {
+        /// Session of the round the key was drawn for.
+        expected: String,
+        /// Session of the settled round.
+        found: String,
+    },
     /// The modulus size is outside the supported range.
     #[error("a modulus of {bits} bits is not supported; choose from 8 to 64 bits")]
     InvalidModulusBits {

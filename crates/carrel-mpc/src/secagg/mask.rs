@@ -64,6 +64,27 @@ impl MaskingParty {
         })
     }
 
+    /// Replaces the round's bound and noise settings, known only after every party has
+    /// published its key and its contribution bound.
+    ///
+    /// # Errors
+    ///
+    /// [`SecAggError::RoundChanged`] when `round` has another session, party count or
+    /// vector length.
+    pub fn settle(mut self, round: &Round) -> Result<Self, SecAggError> {
+        let same = round.session_id() == self.round.session_id()
+            && round.parties() == self.round.parties()
+            && round.vector_len() == self.round.vector_len();
+        if !same {
+            return Err(SecAggError::RoundChanged {
+                expected: self.round.session_id().to_owned(),
+                found: round.session_id().to_owned(),
+            });
+        }
+        self.round = round.clone();
+        Ok(self)
+    }
+
     /// Returns this party's index.
     pub fn index(&self) -> usize {
         self.index

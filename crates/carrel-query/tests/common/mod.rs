@@ -88,6 +88,7 @@ pub fn policy() -> UsagePolicy {
         },
         usage_regions: vec!["US-CA".into()],
         psi: None,
+        secure_aggregation: None,
     }
 }
 

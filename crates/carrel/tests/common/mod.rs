@@ -154,6 +154,7 @@ impl Drop for NodeProcess {
 /// An exchange, a provider and a consumer.
 pub struct Cluster {
     pub root: tempfile::TempDir,
+    pub exchange_key: String,
     pub exchange: NodeProcess,
     pub provider: NodeProcess,
     pub consumer: NodeProcess,
@@ -193,10 +194,29 @@ impl Cluster {
         let consumer = NodeProcess::start("consumer", &dir("consumer"));
         Self {
             root,
+            exchange_key: key,
             exchange,
             provider,
             consumer,
         }
+    }
+
+    /// Initialises and starts another provider pinned to the cluster's exchange.
+    pub fn add_provider(&self, name: &str) -> NodeProcess {
+        let dir = self.root.path().join(name);
+        ok(&[
+            "init",
+            dir.to_str().unwrap(),
+            "--name",
+            name,
+            "--role",
+            "provider",
+            "--exchange",
+            &self.exchange.endpoint(),
+            "--exchange-key",
+            &self.exchange_key,
+        ]);
+        NodeProcess::start(name, &dir)
     }
 
     /// Writes a file under the cluster's folder and returns its path.
