@@ -50,3 +50,23 @@ pub struct SecAggTerms {
     /// party checks before the round.
     pub max_rows: u64,
 }
+
+/// Terms of a private join-and-compute: the consumer's identifiers, each with a group
+/// label of its own, joined with the product's (identifier, value) rows; the consumer
+/// learns per group only noisy counts and sums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTerms {
+    /// Column of the provider's dataset holding the identifiers.
+    pub id_column: String,
+    /// Column of the provider's dataset holding the values summed.
+    pub value_column: String,
+    /// Letter case rule applied to identifiers on both sides.
+    #[serde(default)]
+    pub id_case: IdCase,
+    /// Lower clamping bound of a value.
+    pub value_lower: f64,
+    /// Upper clamping bound of a value.
+    pub value_upper: f64,
+    /// Largest number of distinct identifiers the consumer may bring to one run.
+    pub max_set_size: u64,
+}

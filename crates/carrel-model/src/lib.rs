@@ -23,7 +23,7 @@ pub use dataset::{
     Bounds, Classification, ColumnRole, ColumnSpec, ColumnType, DataLevel, Dataset,
     DatasetDescription, Rights, is_sql_name,
 };
-pub use joint::{IdCase, PsiTerms, Reveal, SecAggTerms};
+pub use joint::{IdCase, JoinTerms, PsiTerms, Reveal, SecAggTerms};
 pub use offer::{Action, ColumnRules, Price, PrivacyBudget, Product, UsagePolicy};
 
 /// Errors in model values.

@@ -16,6 +16,9 @@ pub enum Action {
     /// The product's counts and sums added to other providers' under pairwise masks, so
     /// that the consumer learns only the noisy total.
     SecureAggregation,
+    /// Noisy per-group counts and sums of the product's values over the intersection with
+    /// the consumer's identifiers, without either side learning which rows matched.
+    PrivateJoin,
 }
 
 /// A differential-privacy budget: the total privacy loss allowed, (epsilon, delta).
@@ -87,6 +90,9 @@ pub struct UsagePolicy {
     /// Terms of a secure aggregation; required when the action is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure_aggregation: Option<crate::SecAggTerms>,
+    /// Terms of a private join-and-compute; required when the action is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<crate::JoinTerms>,
 }
 
 /// A data product: a dataset offered under one usage policy.

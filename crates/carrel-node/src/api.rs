@@ -10,6 +10,7 @@
 //! | `POST /callback/negotiations/{pid}/agreement`, `POST /callback/negotiations/{pid}/events` (consumer) | providers |
 //! | `POST /jobs/psi`, `POST /jobs/{id}/psi/...` (provider) | consumers, see [`crate::psi`] |
 //! | `POST /jobs/secagg`, `POST /jobs/{id}/secagg/...` (provider) | consumers, see [`crate::secagg`] |
+//! | `POST /jobs/join`, `POST /jobs/{id}/join/...` (provider) | consumers, see [`crate::join`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
@@ -26,6 +27,7 @@ use crate::agreements::{self, SignedRevocation};
 use crate::consumer::{self, StartNegotiation};
 use crate::error::{NodeError, NodeResult};
 use crate::jobs;
+use crate::join::{self, Blob, Open, StartJoin};
 use crate::negotiation::{AgreementMessage, ContractRequest};
 use crate::node::Node;
 use crate::nonces::SqliteNonces;
@@ -82,6 +84,10 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
                 post(psi_consumer_doubled),
             )
             .route("/jobs/{id}/psi/finish", post(psi_finish))
+            .route("/jobs/join", post(join_open))
+            .route("/jobs/{id}/join/message2", post(join_message2))
+            .route("/jobs/{id}/join/release", post(join_release))
+            .route("/jobs/{id}/join/finish", post(join_finish))
             .route("/jobs/secagg", post(secagg_join))
             .route("/jobs/{id}/secagg/mask", post(secagg_mask))
             .route("/jobs/{id}/secagg/finish", post(secagg_finish))
@@ -97,7 +103,8 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/admin/negotiations/{id}", get(show_negotiation))
             .route("/admin/queries", post(forward_query))
             .route("/admin/jobs/psi", post(start_psi))
-            .route("/admin/jobs/secagg", post(start_secagg));
+            .route("/admin/jobs/secagg", post(start_secagg))
+            .route("/admin/jobs/join", post(start_join));
     }
     let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
     let identity = node.identity.node().clone();
@@ -356,8 +363,10 @@ async fn abort_job(
     Json(body): Json<Value>,
 ) -> Reply {
     let reason = body["reason"].as_str().unwrap_or("no reason given");
-    if jobs::show(&node.store, &id)?.kind == "secagg" {
-        return secagg::abort(&node, signer.name(), &id, reason).map(Json);
+    match jobs::show(&node.store, &id)?.kind.as_str() {
+        "secagg" => return secagg::abort(&node, signer.name(), &id, reason).map(Json),
+        "join" => return join::abort(&node, signer.name(), &id, reason).map(Json),
+        _ => {}
     }
     psi::abort(&node, signer.name(), &id, reason).map(Json)
 }
@@ -463,4 +472,46 @@ async fn secagg_finish(
     secagg::finish(&node, signer.name(), &id, finish)
         .await
         .map(Json)
+}
+
+async fn start_join(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<StartJoin>,
+) -> Reply {
+    admin(&node, &signer)?;
+    join::start(node.clone(), request).map(Json)
+}
+
+async fn join_open(State(node): Shared, signer: VerifiedSigner, Json(open): Json<Open>) -> Reply {
+    join::open(&node, signer.name(), open).await.map(Json)
+}
+
+async fn join_message2(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<Blob>,
+) -> Reply {
+    join::message2(&node, signer.name(), &id, request).map(Json)
+}
+
+async fn join_release(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<Blob>,
+) -> Reply {
+    join::release(&node, signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn join_finish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(finish): Json<join::Finish>,
+) -> Reply {
+    join::finish(&node, signer.name(), &id, finish).map(Json)
 }

@@ -27,6 +27,8 @@ pub struct Node {
     pub psi: crate::psi::Sessions,
     /// Secure aggregation rounds this node takes part in as a provider, by job id.
     pub secagg: crate::secagg::Sessions,
+    /// Private join runs this node answers as a provider, by job id.
+    pub join: crate::join::Sessions,
     keys: Arc<KeyCache>,
     endpoint: RwLock<String>,
 }
@@ -65,6 +67,7 @@ impl Node {
             store,
             psi: crate::psi::Sessions::default(),
             secagg: crate::secagg::Sessions::default(),
+            join: crate::join::Sessions::default(),
             keys,
             endpoint: RwLock::new(String::new()),
         })

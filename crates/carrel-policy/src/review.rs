@@ -155,6 +155,10 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
 }
 
 fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    if product.policy.action == Action::PrivateJoin {
+        join_terms(product, reasons);
+        return;
+    }
     if product.policy.action == Action::SecureAggregation {
         match &product.policy.secure_aggregation {
             None => reasons.push(reason(
@@ -204,6 +208,57 @@ fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
         reasons.push(reason(
             "zero_set_size",
             "psi.max_set_size is 0: allow at least one identifier per run".into(),
+        ));
+    }
+}
+
+fn join_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    let Some(terms) = &product.policy.join else {
+        reasons.push(reason(
+            "missing_join_terms",
+            "the offer permits private join-and-compute but has no join terms: give id_column, \
+             value_column, value_lower, value_upper and max_set_size"
+                .into(),
+        ));
+        return;
+    };
+    let dataset = &product.dataset;
+    match dataset.column(&terms.id_column) {
+        Some(column) if column.role == ColumnRole::Identifier => {}
+        _ => reasons.push(reason(
+            "not_an_identifier",
+            format!(
+                "join.id_column {:?} is not an identifier column of the dataset",
+                terms.id_column
+            ),
+        )),
+    }
+    match dataset.column(&terms.value_column) {
+        Some(column) if column.column_type != ColumnType::Text => {}
+        _ => reasons.push(reason(
+            "unknown_column",
+            format!(
+                "join.value_column {:?} is not a numeric column of the dataset",
+                terms.value_column
+            ),
+        )),
+    }
+    let bounded = terms.value_lower.is_finite()
+        && terms.value_upper.is_finite()
+        && terms.value_lower <= terms.value_upper;
+    if !bounded {
+        reasons.push(reason(
+            "invalid_bounds",
+            format!(
+                "join value bounds {} to {} are invalid: give finite bounds, lower first",
+                terms.value_lower, terms.value_upper
+            ),
+        ));
+    }
+    if terms.max_set_size == 0 {
+        reasons.push(reason(
+            "zero_set_size",
+            "join.max_set_size is 0: allow at least one identifier per run".into(),
         ));
     }
 }

@@ -68,6 +68,7 @@ fn product() -> Product {
         usage_regions: vec!["US-CA".into()],
         psi: None,
         secure_aggregation: None,
+        join: None,
     };
     Product {
         id: "p1".into(),

@@ -181,6 +181,27 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let done = follow_job(&client, job, out).await?;
             out.value("private set intersection", &done);
         }
+        Command::Join {
+            node,
+            agreement,
+            ids,
+            id_column,
+            group_column,
+            epsilon,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let ids = std::fs::canonicalize(&ids)
+                .with_context(|| format!("cannot find the identifier file {}", ids.display()))?;
+            let body = json!({ "agreement": agreement, "ids": ids, "id_column": id_column,
+                               "group_column": group_column, "epsilon": epsilon });
+            let started = client.post("/admin/jobs/join", body).await?;
+            let job = started["job"]
+                .as_str()
+                .context("the node returned no job id")?;
+            out.progress(&format!("job {job} started"));
+            let done = follow_job(&client, job, out).await?;
+            out.value("private join", &done);
+        }
         Command::Aggregate {
             node,
             agreements,

@@ -362,6 +362,7 @@ fn policy() -> UsagePolicy {
         usage_regions: vec!["US-CA".into()],
         psi: None,
         secure_aggregation: None,
+        join: None,
     }
 }
 

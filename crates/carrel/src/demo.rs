@@ -343,6 +343,7 @@ fn policy() -> UsagePolicy {
         usage_regions: names(&["US-CA"]),
         psi: None,
         secure_aggregation: None,
+        join: None,
     }
 }
 

@@ -194,6 +194,27 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
     },
+    /// Join a file of identifiers, each with a group label, with a provider's product and
+    /// learn per group only noisy counts and sums of its values (consumer).
+    Join {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Agreement id; its offer must permit private join-and-compute.
+        #[arg(long)]
+        agreement: String,
+        /// CSV file of identifiers with a header line.
+        #[arg(long)]
+        ids: PathBuf,
+        /// Column holding the identifiers; the first when absent.
+        #[arg(long)]
+        id_column: Option<String>,
+        /// Column holding each identifier's group label; one group when absent.
+        #[arg(long)]
+        group_column: Option<String>,
+        /// Epsilon to spend; the offer's default when absent.
+        #[arg(long, value_parser = parse_epsilon, allow_hyphen_values = true)]
+        epsilon: Option<f64>,
+    },
     /// Sum the row count and columns of three or more providers' products so that only
     /// the noisy total is learned (consumer); waits for the result.
     Aggregate {

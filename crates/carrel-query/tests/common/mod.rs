@@ -89,6 +89,7 @@ pub fn policy() -> UsagePolicy {
         usage_regions: vec!["US-CA".into()],
         psi: None,
         secure_aggregation: None,
+        join: None,
     }
 }
 
