@@ -1,15 +1,16 @@
-//! `carrel demo`: the whole story on real census microdata, with the exchange, a
-//! provider and a consumer each running as its own `carrel serve` process on a free
-//! loopback port.
+//! `carrel demo`: the whole story on real census microdata and real credit data, with
+//! the exchange and each participant running as its own `carrel serve` process on a
+//! free loopback port.
 //!
 //! A statistics office registers the PUMS sample (several rows per person) and
 //! publishes it; the exchange reviews the listing (and rejects an incomplete one); a
 //! research institute negotiates an agreement and runs differentially private
 //! queries, with the exact results shown beside the released ones; a row-level
-//! query, a too-small group and an over-budget query show the guards; finally the
-//! audit logs of all three nodes are verified.
+//! query, a too-small group and an over-budget query show the guards. A second story
+//! on credit data follows (see [`crate::demo_joint`]): a private set intersection, a
+//! private join and a secure aggregation. Finally every node's audit log is verified.
 
-use carrel_node::NodeDir;
+use carrel_node::{NodeDir, PinnedExchange};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -81,21 +82,26 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
 
     let mut report = Report::new(out);
     let mut nodes = Nodes::default();
-    let dirs = start_nodes(&base, &mut nodes, &mut report).await?;
+    let (dirs, pin) = start_nodes(&base, &mut nodes, &mut report).await?;
     let story = story(&base, &dirs, &mut report).await;
+    let joint = match story {
+        Ok(()) => crate::demo_joint::story(&base, &pin, &mut nodes, &mut report).await,
+        Err(error) => Err(error),
+    };
 
     // The nodes stop before their logs are verified, so the databases are at rest.
     for name in nodes.stop_all() {
         report.line(&format!("stopped {name}"));
     }
-    story?;
+    let joint = joint?;
 
     report.section("Audit verification");
-    for (name, dir) in [
-        (EXCHANGE, &dirs.exchange),
-        (PROVIDER, &dirs.provider),
-        (CONSUMER, &dirs.consumer),
-    ] {
+    let first = [
+        (EXCHANGE.to_owned(), dirs.exchange.clone()),
+        (PROVIDER.to_owned(), dirs.provider.clone()),
+        (CONSUMER.to_owned(), dirs.consumer.clone()),
+    ];
+    for (name, dir) in first.iter().chain(&joint) {
         let verified = crate::audit::verify_report(dir)?;
         report.line(&format!(
             "{name}: {} entries verified against its signed checkpoint ({} checkpoints consistent)",
@@ -123,7 +129,7 @@ async fn start_nodes(
     base: &Path,
     nodes: &mut Nodes,
     report: &mut Report<'_>,
-) -> anyhow::Result<Dirs> {
+) -> anyhow::Result<(Dirs, PinnedExchange)> {
     report.section("Starting three nodes");
     let dirs = Dirs {
         exchange: base.join(EXCHANGE),
@@ -141,7 +147,7 @@ async fn start_nodes(
             "{name} serving at {url}, registered with the exchange"
         ));
     }
-    Ok(dirs)
+    Ok((dirs, pin))
 }
 
 async fn story(base: &Path, dirs: &Dirs, report: &mut Report<'_>) -> anyhow::Result<()> {
@@ -348,8 +354,8 @@ fn policy() -> UsagePolicy {
 }
 
 /// The demo's printed report, and its JSON form with `--json`.
-struct Report<'o> {
-    out: &'o Output,
+pub(crate) struct Report<'o> {
+    pub(crate) out: &'o Output,
     json: serde_json::Map<String, Value>,
 }
 
@@ -361,13 +367,13 @@ impl<'o> Report<'o> {
         }
     }
 
-    fn section(&self, title: &str) {
+    pub(crate) fn section(&self, title: &str) {
         if !self.out.is_json() {
             println!("\n== {title}");
         }
     }
 
-    fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         if self.out.is_json() {
             self.out.progress(text);
         } else {
@@ -375,7 +381,7 @@ impl<'o> Report<'o> {
         }
     }
 
-    fn record(&mut self, key: &str, value: Value) {
+    pub(crate) fn record(&mut self, key: &str, value: Value) {
         self.json.insert(key.to_owned(), value);
     }
 
@@ -430,7 +436,7 @@ impl<'o> Report<'o> {
             self.out.value("demo", &Value::Object(self.json));
         } else {
             println!(
-                "\nDemo finished: every release above left the provider only as noisy aggregates."
+                "\nDemo finished: only results that an agreement permits left a node: noisy aggregates, and the size of an intersection."
             );
         }
     }

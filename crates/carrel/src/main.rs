@@ -25,6 +25,7 @@ mod bench;
 mod bench_psi;
 mod cluster;
 mod demo;
+mod demo_joint;
 mod exact;
 mod output;
 
