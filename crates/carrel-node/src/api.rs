@@ -108,6 +108,11 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
     }
     let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
     let identity = node.identity.node().clone();
+    // The signed layer reads bodies up to its own limit; the JSON extractors inside
+    // take the same limit instead of axum's default of 2 MiB.
+    let signed = signed.layer(axum::extract::DefaultBodyLimit::max(
+        carrel_net::server::DEFAULT_BODY_LIMIT,
+    ));
     let wrapped = SignedRoutes::new(identity, node.key_directory(), nonces)
         .wrap(signed.with_state(node.clone()))
         .layer(axum::middleware::from_fn_with_state(

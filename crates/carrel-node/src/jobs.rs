@@ -56,6 +56,24 @@ pub struct JobView {
     pub updated: String,
 }
 
+/// Checks a job id chosen by a peer: 1 to 64 ASCII letters, digits and '-', so that it
+/// is safe in paths and logs.
+///
+/// # Errors
+///
+/// [`NodeError::BadRequest`] naming the id.
+pub fn check_id(id: &str) -> NodeResult<()> {
+    let valid =
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(80).collect();
+    Err(NodeError::BadRequest(format!(
+        "job id {shown:?} is invalid: use 1 to 64 ASCII letters, digits and '-', such as a UUID"
+    )))
+}
+
 /// What a new job row holds.
 pub struct NewJob<'a> {
     /// Job id.
@@ -83,6 +101,7 @@ pub fn insert(
     job: &NewJob<'_>,
     detail: Value,
 ) -> NodeResult<()> {
+    check_id(job.id)?;
     let now = OffsetDateTime::now_utc().to_string();
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO jobs (id, kind, role, agreement_id, peers, state, phase, created, updated)
@@ -201,6 +220,28 @@ pub fn fail(store: &Store, actor: &str, id: &str, reason: &str) -> NodeResult<()
         events.push(event);
         Ok(())
     })
+}
+
+/// Ends every job still running when the node starts, because its in-memory state went
+/// with the process that ran it; returns those jobs so their peers can be told.
+///
+/// # Errors
+///
+/// A storage error.
+pub fn fail_interrupted(store: &Store, actor: &str) -> NodeResult<Vec<JobView>> {
+    let running: Vec<JobView> = list(store)?
+        .into_iter()
+        .filter(|job| job.state == RUNNING)
+        .collect();
+    for job in &running {
+        fail(
+            store,
+            actor,
+            &job.id,
+            "the node stopped during the job; start a new one",
+        )?;
+    }
+    Ok(running)
 }
 
 /// Returns one job.

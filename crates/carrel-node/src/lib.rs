@@ -50,6 +50,20 @@ pub use config::{NodeConfig, NodeDir, PinnedExchange};
 pub use error::{NodeError, NodeResult};
 pub use node::Node;
 
+/// Tells the peers of each job that this node ended at start that it ended; a peer
+/// that cannot be reached keeps its side until its operator ends it.
+async fn notify_interrupted(node: Arc<Node>, jobs: Vec<jobs::JobView>) {
+    for job in jobs {
+        let path = format!("/jobs/{}/abort", job.id);
+        let body = serde_json::json!({ "reason": "the peer node stopped during the job" });
+        for peer in &job.peers {
+            if let Err(error) = node.post(peer, &path, &body).await {
+                tracing::warn!(target: "carrel::node", job = %job.id, %peer, %error, "peer not told that the job ended");
+            }
+        }
+    }
+}
+
 /// Creates a node folder: configuration, a new identity key, the database and an
 /// empty audit log with its first signed checkpoint.
 ///
@@ -96,6 +110,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> NodeResult<()> {
     let node = Arc::new(Node::open(dir.clone())?);
+    let interrupted = jobs::fail_interrupted(&node.store, node.identity.name())?;
+    if !interrupted.is_empty() {
+        tracing::warn!(target: "carrel::node", jobs = interrupted.len(), "jobs left running by the last process were ended");
+    }
     let listener = tokio::net::TcpListener::bind(&node.config.listen)
         .await
         .map_err(|e| NodeError::Io(format!("cannot listen on {}: {e}", node.config.listen)))?;
@@ -118,6 +136,7 @@ pub async fn serve(
         .and_then(|()| std::fs::rename(&partial, dir.endpoint()))
         .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", dir.endpoint().display())))?;
     tracing::info!(target: "carrel::node", name = node.identity.name(), %endpoint, "node ready");
+    tokio::spawn(notify_interrupted(node.clone(), interrupted));
     server
         .await
         .map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;

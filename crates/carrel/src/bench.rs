@@ -74,6 +74,26 @@ pub enum BenchCommand {
         #[arg(long)]
         batch: Option<usize>,
     },
+    /// Time a private join-and-compute between two real node processes on loopback.
+    ///
+    /// The consumer holds ids 0..N in four groups, the provider rows for ids N/2..3N/2
+    /// with a value each. Reports wall time, rows per second, peak memory and bytes.
+    Join {
+        /// Identifiers per side.
+        #[arg(long, default_value_t = 10_000,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        ids: u64,
+    },
+    /// Time a secure aggregation across provider node processes on loopback.
+    Secagg {
+        /// Number of providers, at least 3.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=50))]
+        providers: u64,
+        /// Rows of each provider's product.
+        #[arg(long, default_value_t = 100_000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        rows: u64,
+    },
 }
 
 /// Runs a benchmark command.
@@ -83,7 +103,11 @@ pub async fn run(command: BenchCommand, out: &Output) -> anyhow::Result<()> {
             let settings = Settings { rows, groups, runs };
             dp_query(&settings, out).await
         }
-        BenchCommand::Psi { ids, batch } => crate::bench_psi::run(ids, batch, out).await,
+        BenchCommand::Psi { ids, batch } => crate::bench_joint::psi(ids, batch, out).await,
+        BenchCommand::Join { ids } => crate::bench_joint::join(ids, out).await,
+        BenchCommand::Secagg { providers, rows } => {
+            crate::bench_joint::secagg(providers as usize, rows, out).await
+        }
     }
 }
 

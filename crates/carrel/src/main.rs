@@ -22,7 +22,7 @@ macro_rules! print {
 mod admin;
 mod audit;
 mod bench;
-mod bench_psi;
+mod bench_joint;
 mod cluster;
 mod demo;
 mod demo_joint;

@@ -11,7 +11,8 @@
 //! 3. a field that is empty after trimming is skipped and counted as blank;
 //! 4. the text is put in Unicode Normalization Form C;
 //! 5. with `case=lower`, it is mapped to lower case by Unicode's default lowercase
-//!    mapping (`str::to_lowercase`); with `case=keep`, case is significant.
+//!    mapping (`str::to_lowercase`) and put in NFC again; with `case=keep`, case is
+//!    significant.
 //!
 //! Repeated identifiers are kept once and counted, so a join never forms a cross product.
 //! Equality is decided on the first 128 bits of the SHA-256 of the canonical bytes; two
@@ -103,7 +104,8 @@ impl IdRule {
         let normal: String = trimmed.nfc().collect();
         Some(match self.case {
             CaseRule::Keep => normal,
-            CaseRule::Lower => normal.to_lowercase(),
+            // Lower-casing can leave text outside NFC, so normalise again.
+            CaseRule::Lower => normal.to_lowercase().nfc().collect(),
         })
     }
 }

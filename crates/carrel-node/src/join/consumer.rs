@@ -41,12 +41,7 @@ pub fn start(node: Arc<Node>, request: StartJoin) -> NodeResult<Value> {
     }
     // Providers read epsilon from JSON; use the number they will see.
     let epsilon: f64 = serde_json::from_value(json!(epsilon)).unwrap_or(epsilon);
-    if let Err(e) = std::fs::File::open(&request.ids) {
-        return Err(NodeError::BadRequest(format!(
-            "identifier file {} cannot be read: {e}; give a readable CSV file with a header line",
-            request.ids.display()
-        )));
-    }
+    crate::psi::check_ids_file(&request.ids)?;
     let provider = record.signed.agreement.assigner.clone();
     let job = uuid::Uuid::new_v4().to_string();
     node.store
@@ -70,6 +65,7 @@ pub fn start(node: Arc<Node>, request: StartJoin) -> NodeResult<Value> {
         policy,
         request,
         epsilon,
+        traffic: std::sync::Mutex::new((0, 0)),
     };
     tokio::spawn(run.drive());
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
@@ -83,6 +79,8 @@ struct Joiner {
     policy: carrel_model::UsagePolicy,
     request: StartJoin,
     epsilon: f64,
+    /// Bytes of request bodies sent and response bodies received.
+    traffic: std::sync::Mutex<(u64, u64)>,
 }
 
 /// Identifiers with group numbers, and the group labels by number.
@@ -296,7 +294,9 @@ impl Joiner {
                 (label.clone(), value)
             })
             .collect();
+        let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
         json!({ "groups": groups, "threshold": output.threshold,
+                "traffic": { "request_bytes": sent, "response_bytes": received },
                 "epsilon": self.epsilon, "delta": self.policy.query_delta,
                 "note": "noisy values; a group below the threshold releases nothing (null)" })
     }
@@ -306,7 +306,14 @@ impl Joiner {
         path: &str,
         body: &impl Serialize,
     ) -> NodeResult<T> {
+        let sent = serde_json::to_vec(body).map_or(0, |b| b.len() as u64);
         let value = self.node.post(&self.provider, path, body).await?;
+        let received = value.to_string().len() as u64;
+        {
+            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            traffic.0 += sent;
+            traffic.1 += received;
+        }
         serde_json::from_value(value).map_err(|e| {
             NodeError::JobFailed(format!("the provider's answer to {path} is malformed: {e}"))
         })

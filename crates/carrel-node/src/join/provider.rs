@@ -252,5 +252,5 @@ pub fn abort(node: &Node, signer: &str, job: &str, reason: &str) -> NodeResult<V
         job,
         &format!("{signer} ended the run: {reason}"),
     )?;
-    Ok(json!({ "job": job, "state": jobs::FAILED }))
+    Ok(json!({ "job": job, "state": jobs::show(&node.store, job)?.state }))
 }

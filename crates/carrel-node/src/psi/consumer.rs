@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     Elements, Finish, Hello, HelloReply, MAX_BATCH, PROTOCOL, StartPsi, blocking, decode, encode,
-    hello_bytes, member_lines, protocol_error, record_outcome, rule_of, terms_of,
+    hello_bytes, member_lines, protocol_error, record_outcome, rule_of, terms_of, write_members,
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
@@ -38,12 +38,7 @@ pub fn start(node: Arc<Node>, request: StartPsi) -> NodeResult<Value> {
             "batch of {batch} elements is invalid: give 1 to {MAX_BATCH}"
         )));
     }
-    if let Err(e) = std::fs::File::open(&request.ids) {
-        return Err(NodeError::BadRequest(format!(
-            "identifier file {} cannot be read: {e}; give a readable CSV file with a header line",
-            request.ids.display()
-        )));
-    }
+    super::check_ids_file(&request.ids)?;
     let provider = record.signed.agreement.assigner.clone();
     let job = uuid::Uuid::new_v4().to_string();
     node.store
@@ -179,6 +174,13 @@ impl ConsumerRun {
                 .map(|m| member_lines(party.ids(), m));
             (outcome, members)
         };
+        // The members file is written before the provider commits the run, so a failure
+        // to write it still ends the run on both sides.
+        let members = outcome
+            .1
+            .as_deref()
+            .map(|lines| write_members(node, &self.job, lines))
+            .transpose()?;
         jobs::progress(&node.store, &self.job, "finishing", 0, 0)?;
         let theirs: Finish = self
             .call(
@@ -204,7 +206,7 @@ impl ConsumerRun {
             &self.job,
             &hash,
             &outcome.0,
-            outcome.1,
+            members,
             report,
             sizes,
             &peers,

@@ -110,6 +110,7 @@ pub struct Sessions {
 /// The provider's side of one run.
 pub struct ProviderRun {
     consumer: String,
+    agreement: String,
     party: PsiParty,
     transcript: Transcript,
     batch: usize,
@@ -210,12 +211,46 @@ async fn blocking<T: Send + 'static>(
 
 /// The identifiers at `members`, one per line, in their stored order.
 fn member_lines(ids: &IdList, members: &[usize]) -> Vec<u8> {
-    let mut out = b"id\n".to_vec();
-    for &i in members {
-        out.extend_from_slice(ids.get(i));
-        out.push(b'\n');
-    }
-    out
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let written = std::iter::once("id")
+        .chain(members.iter().map(|&i| ids.text(i)))
+        .try_for_each(|id| writer.write_record([id]));
+    // Writing to a vector cannot fail.
+    written.expect("CSV into memory");
+    writer.into_inner().expect("CSV into memory")
+}
+
+/// Checks that a consumer's identifier file is a readable file, before any job starts.
+///
+/// # Errors
+///
+/// [`NodeError::BadRequest`] naming the path and what to give instead.
+pub(crate) fn check_ids_file(path: &std::path::Path) -> NodeResult<()> {
+    let problem = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => match std::fs::File::open(path) {
+            Ok(_) => return Ok(()),
+            Err(e) => e.to_string(),
+        },
+        Ok(meta) if meta.is_dir() => "it is a directory".to_owned(),
+        Ok(_) => "it is not a regular file".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(NodeError::BadRequest(format!(
+        "identifier file {} cannot be read: {problem}; give a readable CSV file with a header line",
+        path.display()
+    )))
+}
+
+/// Writes the members of the intersection to `results/{job}.csv` in the node's folder;
+/// returns the file's path and SHA-256.
+fn write_members(node: &Node, job: &str, lines: &[u8]) -> NodeResult<(String, String)> {
+    let folder = node.dir.path().join("results");
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| NodeError::Io(format!("cannot create {}: {e}", folder.display())))?;
+    let file = folder.join(format!("{job}.csv"));
+    std::fs::write(&file, lines)
+        .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", file.display())))?;
+    Ok((file.display().to_string(), sha256_hex(lines)))
 }
 
 /// Writes what this node learned into the job and the audit log.
@@ -226,7 +261,7 @@ fn record_outcome(
     job: &str,
     transcript_sha256: &str,
     outcome: &PsiOutcome,
-    members: Option<Vec<u8>>,
+    members: Option<(String, String)>,
     report: IdReport,
     (own, peer): (u64, u64),
     peers: &[String],
@@ -244,15 +279,9 @@ fn record_outcome(
     if let Some(traffic) = traffic {
         result["traffic"] = traffic;
     }
-    if let Some(lines) = members {
-        let folder = node.dir.path().join("results");
-        std::fs::create_dir_all(&folder)
-            .map_err(|e| NodeError::Io(format!("cannot create {}: {e}", folder.display())))?;
-        let file = folder.join(format!("{job}.csv"));
-        std::fs::write(&file, &lines)
-            .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", file.display())))?;
-        result["members_file"] = json!(file.display().to_string());
-        result["members_sha256"] = json!(sha256_hex(&lines));
+    if let Some((file, sha256)) = members {
+        result["members_file"] = json!(file);
+        result["members_sha256"] = json!(sha256);
     }
     jobs::succeed(&node.store, actor, job, transcript_sha256, result.clone())?;
     Ok(result)

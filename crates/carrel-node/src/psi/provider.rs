@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{
     Elements, Finish, Hello, HelloReply, MAX_BATCH, PROTOCOL, ProviderRun, blocking, decode,
     encode, hello_bytes, lock, member_lines, protocol_error, record_outcome, rule_of, terms_of,
+    write_members,
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
@@ -109,6 +110,7 @@ pub async fn hello(node: &Node, signer: &str, hello: Hello) -> NodeResult<Value>
         &hello.job,
         ProviderRun {
             consumer: signer.to_owned(),
+            agreement: hello.agreement.clone(),
             party,
             transcript,
             batch,
@@ -136,7 +138,23 @@ async fn provider_step<T: Send + 'static>(
     step: impl FnOnce(&mut ProviderRun) -> NodeResult<T> + Send + 'static,
 ) -> NodeResult<T> {
     let run = node.psi.get(job, signer)?;
-    let outcome = blocking(move || step(&mut lock(&run))).await;
+    let agreement = lock(&run).agreement.clone();
+    // A revocation or the end of validity stops a run already under way.
+    let still_valid = node.store.read(|c| {
+        let record = agreements::load(c, &agreement)?;
+        if record.revoked {
+            return Err(NodeError::Forbidden(format!(
+                "agreement {agreement} was revoked during the run"
+            )));
+        }
+        let policy = &record.signed.agreement.policy;
+        carrel_policy::check_validity(&agreement, policy, time::OffsetDateTime::now_utc())?;
+        Ok(())
+    });
+    let outcome = match still_valid {
+        Ok(()) => blocking(move || step(&mut lock(&run))).await,
+        Err(error) => Err(error),
+    };
     if let Err(error) = &outcome {
         node.psi.take(job);
         jobs::fail(
@@ -161,8 +179,8 @@ pub async fn consumer_elements(
     job: &str,
     batch: Elements,
 ) -> NodeResult<Value> {
-    let bytes = decode(&batch.points)?;
     let (answer, seen) = provider_step(node, signer, job, move |run| {
+        let bytes = decode(&batch.points)?;
         let answer = run
             .party
             .answer_peer(batch.start as usize, &bytes)
@@ -222,8 +240,8 @@ pub async fn provider_doubled(
     job: &str,
     batch: Elements,
 ) -> NodeResult<Value> {
-    let bytes = decode(&batch.points)?;
     provider_step(node, signer, job, move |run| {
+        let bytes = decode(&batch.points)?;
         run.party.take_own_doubled(&bytes).map_err(protocol_error)?;
         run.transcript.append(b"provider-doubled", &bytes);
         Ok(())
@@ -315,6 +333,16 @@ pub async fn finish(node: &Node, signer: &str, job: &str, finish: Finish) -> Nod
             return Err(error);
         }
     };
+    let members = match members
+        .as_deref()
+        .map(|lines| write_members(node, job, lines))
+    {
+        Some(Err(error)) => {
+            jobs::fail(&node.store, signer, job, &error.to_string())?;
+            return Err(error);
+        }
+        other => other.transpose()?,
+    };
     let peer = jobs::show(&node.store, job)?.peers;
     let sizes = (own as u64, 0);
     record_outcome(
@@ -344,5 +372,5 @@ pub fn abort(node: &Node, signer: &str, job: &str, reason: &str) -> NodeResult<V
         job,
         &format!("{signer} ended the run: {reason}"),
     )?;
-    Ok(json!({ "job": job, "state": jobs::FAILED }))
+    Ok(json!({ "job": job, "state": jobs::show(&node.store, job)?.state }))
 }
