@@ -201,3 +201,21 @@ pub fn apply_revocation(
         Ok(AgreementRecord { revoked: true, ..record })
     })
 }
+
+/// Checks that an agreement is still in force during a job it started: not revoked and
+/// inside its validity window.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] for a revoked agreement, the validity error otherwise.
+pub fn check_in_force(store: &crate::store::Store, id: &str) -> NodeResult<()> {
+    let record = store.read(|c| load(c, id))?;
+    if record.revoked {
+        return Err(NodeError::Forbidden(format!(
+            "agreement {id} was revoked during the job"
+        )));
+    }
+    let policy = &record.signed.agreement.policy;
+    carrel_policy::check_validity(id, policy, time::OffsetDateTime::now_utc())?;
+    Ok(())
+}

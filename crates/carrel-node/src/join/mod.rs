@@ -99,6 +99,7 @@ pub struct Finish {
 /// What a provider keeps of its run between steps.
 pub(crate) struct ProviderJoin {
     consumer: String,
+    agreement: String,
     responded: Option<carrel_mpc::pjc::ValuePartyResponded>,
     message2: Vec<u8>,
     transcript: carrel_mpc::transcript::Transcript,

@@ -98,6 +98,7 @@ pub async fn open(node: &Node, signer: &str, open: Open) -> NodeResult<Value> {
     let chunks = message2.len().div_ceil(CHUNK);
     let run = ProviderJoin {
         consumer: signer.to_owned(),
+        agreement: open.agreement.clone(),
         responded: Some(responded),
         message2,
         transcript,
@@ -168,8 +169,16 @@ pub fn message2(node: &Node, signer: &str, job: &str, request: Blob) -> NodeResu
 /// [`NodeError::BadRequest`] for an invalid message 3; the job ends.
 pub async fn release(node: &Node, signer: &str, job: &str, request: Blob) -> NodeResult<Value> {
     let run = run_of(node, signer, job)?;
-    let bytes = decode(&request.data)?;
+    let agreement = run
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .agreement
+        .clone();
+    let bytes = decode(&request.data);
+    let in_force = agreements::check_in_force(&node.store, &agreement);
     let released = blocking(move || {
+        in_force?;
+        let bytes = bytes?;
         let mut run = run.lock().unwrap_or_else(|p| p.into_inner());
         let responded = run.responded.take().ok_or_else(|| {
             NodeError::Conflict("the sums of this run were released already".into())

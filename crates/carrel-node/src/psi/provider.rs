@@ -140,17 +140,7 @@ async fn provider_step<T: Send + 'static>(
     let run = node.psi.get(job, signer)?;
     let agreement = lock(&run).agreement.clone();
     // A revocation or the end of validity stops a run already under way.
-    let still_valid = node.store.read(|c| {
-        let record = agreements::load(c, &agreement)?;
-        if record.revoked {
-            return Err(NodeError::Forbidden(format!(
-                "agreement {agreement} was revoked during the run"
-            )));
-        }
-        let policy = &record.signed.agreement.policy;
-        carrel_policy::check_validity(&agreement, policy, time::OffsetDateTime::now_utc())?;
-        Ok(())
-    });
+    let still_valid = agreements::check_in_force(&node.store, &agreement);
     let outcome = match still_valid {
         Ok(()) => blocking(move || step(&mut lock(&run))).await,
         Err(error) => Err(error),

@@ -257,9 +257,18 @@ fn round_of(node: &Node, signer: &str, job: &str) -> NodeResult<Arc<Mutex<Provid
 /// ends on this node.
 pub async fn mask(node: &Node, signer: &str, job: &str, request: MaskRequest) -> NodeResult<Value> {
     let round = round_of(node, signer, job)?;
-    let masked = {
-        let mut round = round.lock().unwrap_or_else(|p| p.into_inner());
-        mask_round(&mut round, request)
+    let agreement = round
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .join
+        .agreement
+        .clone();
+    let masked = match agreements::check_in_force(&node.store, &agreement) {
+        Ok(()) => {
+            let mut round = round.lock().unwrap_or_else(|p| p.into_inner());
+            mask_round(&mut round, request)
+        }
+        Err(error) => Err(error),
     };
     match masked {
         Ok(masked) => {
