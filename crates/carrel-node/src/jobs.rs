@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::error::{NodeError, NodeResult};
 use crate::store::{Store, from_json};
 
-/// Where a job stands.
+/// State of a running job.
 pub const RUNNING: &str = "running";
 /// The job ended with its result.
 pub const SUCCEEDED: &str = "succeeded";
@@ -46,9 +46,9 @@ pub struct JobView {
     pub total: u64,
     /// SHA-256 of the run's transcript, once it succeeded.
     pub transcript_sha256: Option<String>,
-    /// What this node learned, once it succeeded.
+    /// The result this node learned, once the job succeeded.
     pub result: Option<Value>,
-    /// Why it failed.
+    /// The reason the job failed.
     pub error: Option<String>,
     /// Start time.
     pub created: String,
@@ -74,7 +74,7 @@ pub fn check_id(id: &str) -> NodeResult<()> {
     )))
 }
 
-/// What a new job row holds.
+/// Fields of a new job row.
 pub struct NewJob<'a> {
     /// Job id.
     pub id: &'a str,

@@ -96,7 +96,7 @@ pub struct Finish {
     pub transcript_sha256: String,
 }
 
-/// What a provider keeps of its run between steps.
+/// A provider's state of one run between steps.
 pub(crate) struct ProviderJoin {
     consumer: String,
     agreement: String,
@@ -133,7 +133,7 @@ fn terms_of(record: &AgreementRecord) -> NodeResult<JoinTerms> {
     })
 }
 
-/// The parameters both sides derive from the signed agreement, the job and epsilon.
+/// Derives the parameters both sides use from the signed agreement, the job and epsilon.
 fn params(job: &str, policy: &UsagePolicy, terms: &JoinTerms, epsilon: f64) -> PjcParams {
     PjcParams {
         session_id: job.as_bytes().to_vec(),

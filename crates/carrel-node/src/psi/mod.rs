@@ -209,7 +209,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| NodeError::Internal(format!("a worker thread failed: {e}")))?
 }
 
-/// The identifiers at `members`, one per line, in their stored order.
+/// Writes the identifiers at `members` as a one-column CSV, in their stored order.
 fn member_lines(ids: &IdList, members: &[usize]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let written = std::iter::once("id")

@@ -50,6 +50,7 @@ pub fn start(node: Arc<Node>, request: StartSecAgg) -> NodeResult<Value> {
         providers,
         columns: request.columns,
         epsilon,
+        traffic: std::sync::Mutex::new((0, 0)),
     };
     tokio::spawn(run.drive());
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
@@ -100,6 +101,8 @@ struct Coordinator {
     providers: Vec<(String, String)>,
     columns: Vec<String>,
     epsilon: f64,
+    /// Bytes of request bodies sent and response bodies received.
+    traffic: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Coordinator {
@@ -264,7 +267,9 @@ impl Coordinator {
                 (column.clone(), value)
             })
             .collect();
-        json!({ "rows": totals[0], "sums": sums, "epsilon_per_provider": self.epsilon,
+        let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        json!({ "rows": totals[0], "sums": sums,
+                "traffic": { "request_bytes": sent, "response_bytes": received }, "epsilon_per_provider": self.epsilon,
                 "noise": "discrete Laplace, added once by the first provider",
                 "providers": self.providers.iter().map(|(n, _)| n).collect::<Vec<_>>() })
     }
@@ -275,7 +280,14 @@ impl Coordinator {
         path: &str,
         body: &impl Serialize,
     ) -> NodeResult<T> {
+        let sent = serde_json::to_vec(body).map_or(0, |b| b.len() as u64);
         let value = self.node.post(provider, path, body).await?;
+        let received = value.to_string().len() as u64;
+        {
+            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            traffic.0 += sent;
+            traffic.1 += received;
+        }
         serde_json::from_value(value).map_err(|e| {
             NodeError::JobFailed(format!("{provider}'s answer to {path} is malformed: {e}"))
         })

@@ -103,7 +103,7 @@ pub struct FinishRound {
     pub transcript_sha256: String,
 }
 
-/// What a provider keeps of its round between steps.
+/// A provider's state of one round between steps.
 pub(crate) struct ProviderRound {
     consumer: String,
     join: Join,
@@ -144,7 +144,7 @@ fn terms_of(record: &AgreementRecord) -> NodeResult<SecAggTerms> {
     })
 }
 
-/// The transcript every party computes the same way: the round's header, every public
+/// Computes the transcript hash every party computes the same way: the round's header, every public
 /// key, the settings and the digest of every masked vector.
 fn transcript_hash(job: &Join, request: &MaskRequest, masked_sha256: &[String]) -> String {
     let mut transcript = Transcript::new(PROTOCOL, &job.job);
@@ -163,7 +163,7 @@ fn transcript_hash(job: &Join, request: &MaskRequest, masked_sha256: &[String]) 
     hex::encode(transcript.hash())
 }
 
-/// The Laplace scale of each coordinate: its sensitivity over an equal share of epsilon.
+/// Returns the Laplace scale of each coordinate: its sensitivity over an equal share of epsilon.
 fn noise_scales(sensitivities: &[u64], epsilon: f64) -> Vec<f64> {
     let share = epsilon / sensitivities.len() as f64;
     sensitivities.iter().map(|&s| s as f64 / share).collect()
