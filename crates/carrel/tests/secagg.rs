@@ -151,12 +151,12 @@ fn three_lenders_learn_the_noisy_total_and_every_log_has_the_transcript() {
         .flat_map(|(first, count, _)| *first..first + count)
         .map(|id| (id % 400) as f64 * 0.25)
         .sum();
-    // Epsilon 50,000 split over three coordinates leaves noise of scale below 1e-2 in
-    // encoded units, so the totals are exact or off by one unit.
+    // Epsilon 50,000 split over three coordinates leaves the counts noise of scale 6e-5
+    // and the amount noise of scale 6e-3, so 0.5 is over 80 scales.
     assert!((rows - plain_rows).abs() <= 1, "{rows}");
     assert!((defaulted - plain_defaulted).abs() <= 1, "{defaulted}");
     assert!(
-        (amount - plain_amount).abs() <= 1e-3,
+        (amount - plain_amount).abs() <= 0.5,
         "{amount} vs {plain_amount}"
     );
 
