@@ -489,7 +489,9 @@ async fn start_join(
 }
 
 async fn join_open(State(node): Shared, signer: VerifiedSigner, Json(open): Json<Open>) -> Reply {
-    join::open(&node, signer.name(), open).await.map(Json)
+    join::open(node.clone(), signer.name(), open)
+        .await
+        .map(Json)
 }
 
 async fn join_message2(

@@ -140,10 +140,20 @@ impl Joiner {
         transcript.append(b"message1", &message1);
 
         jobs::progress(store, &self.job, "waiting for the provider", 0, 0)?;
-        let opened: Blob = self.call("/jobs/join", &open).await?;
-        let mut message2 = Vec::new();
-        for index in 0..opened.chunks {
-            let path = format!("/jobs/{}/join/message2", self.job);
+        self.call::<Blob>("/jobs/join", &open).await?;
+        let path = format!("/jobs/{}/join/message2", self.job);
+        // The provider prepares message 2 in the background; until it is ready it
+        // answers with no chunks.
+        let first = loop {
+            let chunk: Blob = self.call(&path, &Blob::default()).await?;
+            if chunk.chunks > 0 {
+                break chunk;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
+        let chunks = first.chunks;
+        let mut message2 = decode(&first.data)?;
+        for index in 1..chunks {
             let chunk: Blob = self
                 .call(
                     &path,
@@ -159,7 +169,7 @@ impl Joiner {
                 &self.job,
                 "receiving the provider's rows",
                 index as u64 + 1,
-                opened.chunks as u64,
+                chunks as u64,
             )?;
         }
         transcript.append(b"message2", &message2);

@@ -9,8 +9,8 @@
 //!
 //! | step | request (consumer to provider) | response |
 //! | --- | --- | --- |
-//! | 1 | `POST /jobs/join`: agreement, rule, epsilon, message 1 (blinded ids by group) | the number of chunks of message 2 |
-//! | 2 | `POST /jobs/{id}/join/message2`: a chunk number | that chunk of message 2 |
+//! | 1 | `POST /jobs/join`: agreement, rule, epsilon, message 1 (blinded ids by group) | at once; message 2 is prepared in the background |
+//! | 2 | `POST /jobs/{id}/join/message2`: a chunk number | that chunk of message 2 and the number of chunks, or no chunks while it is not ready |
 //! | 3 | `POST /jobs/{id}/join/release`: message 3 (masked sums) | message 4 (noisy masked sums) |
 //! | end | `POST /jobs/{id}/join/finish` with the consumer's transcript hash | the provider's |
 
@@ -101,8 +101,11 @@ pub(crate) struct ProviderJoin {
     consumer: String,
     agreement: String,
     responded: Option<carrel_mpc::pjc::ValuePartyResponded>,
-    message2: Vec<u8>,
-    transcript: carrel_mpc::transcript::Transcript,
+    /// Message 2, once prepared.
+    message2: Option<Vec<u8>>,
+    transcript: Option<carrel_mpc::transcript::Transcript>,
+    /// Why preparing message 2 failed.
+    failure: Option<String>,
 }
 
 /// Provider-side runs in progress, by job id.

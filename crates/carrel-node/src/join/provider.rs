@@ -24,7 +24,7 @@ use crate::node::Node;
 /// [`NodeError::Forbidden`] for an agreement that may not be used,
 /// [`NodeError::BadRequest`] for a different identifier rule or an invalid message,
 /// [`NodeError::BudgetExceeded`].
-pub async fn open(node: &Node, signer: &str, open: Open) -> NodeResult<Value> {
+pub async fn open(node: Arc<Node>, signer: &str, open: Open) -> NodeResult<Value> {
     let message1 = decode(&open.message1)?;
     let (params, terms, path) =
         node.store
@@ -67,55 +67,72 @@ pub async fn open(node: &Node, signer: &str, open: Open) -> NodeResult<Value> {
 
     let header = json!({ "job": open.job, "agreement": open.agreement, "rule": open.rule,
                          "epsilon": open.epsilon });
-    let answered = blocking(move || {
-        let rule = rule_of(&terms);
-        let mut rows: Vec<(String, f64)> = Vec::new();
-        carrel_query::scan_id_values(&path, &terms.id_column, &terms.value_column, |id, value| {
-            if let (Some(id), Some(value)) = (rule.canonical(id), value) {
-                rows.push((id, value));
-            }
-            Ok::<(), NodeError>(())
-        })?;
-        let message1 =
-            Message1::from_bytes(&message1, params.max_set_size).map_err(protocol_error)?;
-        let party = ValueParty::new(&params, &rows).map_err(protocol_error)?;
-        let (responded, message2) = party.respond(&message1).map_err(protocol_error)?;
-        Ok((message1.to_bytes(), responded, message2.to_bytes()))
-    })
-    .await;
-    let (message1, responded, message2) = match answered {
-        Ok(answered) => answered,
-        Err(error) => {
-            jobs::fail(&node.store, signer, &open.job, &error.to_string())?;
-            return Err(error);
-        }
-    };
-
-    let mut transcript = Transcript::new(PROTOCOL, &open.job);
-    transcript.append(b"open", header.to_string().as_bytes());
-    transcript.append(b"message1", &message1);
-    transcript.append(b"message2", &message2);
-    let chunks = message2.len().div_ceil(CHUNK);
-    let run = ProviderJoin {
+    let run = Arc::new(Mutex::new(ProviderJoin {
         consumer: signer.to_owned(),
         agreement: open.agreement.clone(),
-        responded: Some(responded),
-        message2,
-        transcript,
-    };
-    node.join
-        .lock()
-        .insert(open.job.clone(), Arc::new(Mutex::new(run)));
-    jobs::progress(
-        &node.store,
-        &open.job,
-        "answered; waiting for the masked sums",
-        0,
-        0,
-    )?;
+        responded: None,
+        message2: None,
+        transcript: None,
+        failure: None,
+    }));
+    node.join.lock().insert(open.job.clone(), run.clone());
+    jobs::progress(&node.store, &open.job, "preparing the answer", 0, 0)?;
+
+    // Key generation and encryption take longer than one request may, so the answer is
+    // prepared in the background and the consumer fetches it when it is ready.
+    let (signer, job) = (signer.to_owned(), open.job.clone());
+    tokio::spawn(async move {
+        let answered = blocking(move || {
+            let rule = rule_of(&terms);
+            let mut rows: Vec<(String, f64)> = Vec::new();
+            carrel_query::scan_id_values(
+                &path,
+                &terms.id_column,
+                &terms.value_column,
+                |id, value| {
+                    if let (Some(id), Some(value)) = (rule.canonical(id), value) {
+                        rows.push((id, value));
+                    }
+                    Ok::<(), NodeError>(())
+                },
+            )?;
+            let message1 =
+                Message1::from_bytes(&message1, params.max_set_size).map_err(protocol_error)?;
+            let party = ValueParty::new(&params, &rows).map_err(protocol_error)?;
+            let (responded, message2) = party.respond(&message1).map_err(protocol_error)?;
+            Ok((message1.to_bytes(), responded, message2.to_bytes()))
+        })
+        .await;
+        let outcome = match answered {
+            Ok((message1, responded, message2)) => {
+                let mut transcript = Transcript::new(PROTOCOL, &job);
+                transcript.append(b"open", header.to_string().as_bytes());
+                transcript.append(b"message1", &message1);
+                transcript.append(b"message2", &message2);
+                let mut run = run.lock().unwrap_or_else(|p| p.into_inner());
+                run.responded = Some(responded);
+                run.message2 = Some(message2);
+                run.transcript = Some(transcript);
+                jobs::progress(
+                    &node.store,
+                    &job,
+                    "answered; waiting for the masked sums",
+                    0,
+                    0,
+                )
+            }
+            Err(error) => {
+                run.lock().unwrap_or_else(|p| p.into_inner()).failure = Some(error.to_string());
+                jobs::fail(&node.store, &signer, &job, &error.to_string())
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::error!(target: "carrel::join", %job, %error, "job state not recorded");
+        }
+    });
     Ok(json!(Blob {
         index: 0,
-        chunks,
+        chunks: 0,
         data: String::new()
     }))
 }
@@ -146,7 +163,15 @@ fn run_of(node: &Node, signer: &str, job: &str) -> NodeResult<Arc<Mutex<Provider
 pub fn message2(node: &Node, signer: &str, job: &str, request: Blob) -> NodeResult<Value> {
     let run = run_of(node, signer, job)?;
     let run = run.lock().unwrap_or_else(|p| p.into_inner());
-    let chunks = run.message2.len().div_ceil(CHUNK);
+    if let Some(reason) = &run.failure {
+        node.join.lock().remove(job);
+        return Err(NodeError::JobFailed(reason.clone()));
+    }
+    let Some(message2) = &run.message2 else {
+        // Not ready yet: no chunks.
+        return Ok(json!(Blob::default()));
+    };
+    let chunks = message2.len().div_ceil(CHUNK);
     let start = request.index.saturating_mul(CHUNK);
     if request.index >= chunks {
         return Err(NodeError::BadRequest(format!(
@@ -154,11 +179,11 @@ pub fn message2(node: &Node, signer: &str, job: &str, request: Blob) -> NodeResu
             request.index
         )));
     }
-    let end = (start + CHUNK).min(run.message2.len());
+    let end = (start + CHUNK).min(message2.len());
     Ok(json!(Blob {
         index: request.index,
         chunks,
-        data: encode(&run.message2[start..end])
+        data: encode(&message2[start..end])
     }))
 }
 
@@ -189,8 +214,12 @@ pub async fn release(node: &Node, signer: &str, job: &str, request: Blob) -> Nod
             .release(&message3)
             .map_err(protocol_error)?
             .to_bytes();
-        run.transcript.append(b"message3", &bytes);
-        run.transcript.append(b"message4", &message4);
+        let transcript = run
+            .transcript
+            .as_mut()
+            .ok_or_else(|| NodeError::Conflict("the answer to message 1 is not ready".into()))?;
+        transcript.append(b"message3", &bytes);
+        transcript.append(b"message4", &message4);
         Ok(message4)
     })
     .await;
@@ -216,12 +245,12 @@ pub async fn release(node: &Node, signer: &str, job: &str, request: Blob) -> Nod
 pub fn finish(node: &Node, signer: &str, job: &str, finish: Finish) -> NodeResult<Value> {
     let run = run_of(node, signer, job)?;
     node.join.lock().remove(job);
-    let hash = hex::encode(
-        run.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .transcript
-            .hash(),
-    );
+    let hash = run
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .transcript
+        .as_ref()
+        .map_or_else(String::new, |t| hex::encode(t.hash()));
     if hash != finish.transcript_sha256 {
         let error = NodeError::JobFailed(format!(
             "transcripts differ: the consumer saw {}, the provider {hash}",
