@@ -15,6 +15,7 @@ use super::{
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
+use crate::jobs::wire::{PeerCalls, end_everywhere};
 use crate::jobs::{self, NewJob};
 use crate::node::Node;
 
@@ -65,7 +66,7 @@ pub fn start(node: Arc<Node>, request: StartJoin) -> NodeResult<Value> {
         policy,
         request,
         epsilon,
-        traffic: std::sync::Mutex::new((0, 0)),
+        calls: PeerCalls::new(node.clone()),
     };
     tokio::spawn(run.drive());
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
@@ -79,8 +80,8 @@ struct Joiner {
     policy: carrel_model::UsagePolicy,
     request: StartJoin,
     epsilon: f64,
-    /// Bytes of request bodies sent and response bodies received.
-    traffic: std::sync::Mutex<(u64, u64)>,
+    /// Calls to the provider, with their byte counts.
+    calls: PeerCalls,
 }
 
 /// Identifiers with group numbers, and the group labels by number.
@@ -88,21 +89,14 @@ type Grouped = (Vec<(String, usize)>, Vec<String>);
 
 impl Joiner {
     async fn drive(self) {
-        let me = self.node.identity.name().to_owned();
-        let Err(error) = self.run().await else {
-            return;
-        };
-        let reason = error.to_string();
-        if let Err(e) = jobs::fail(&self.node.store, &me, &self.job, &reason) {
-            tracing::error!(target: "carrel::join", job = %self.job, error = %e, "failure not recorded");
-        }
-        let path = format!("/jobs/{}/abort", self.job);
-        if let Err(e) = self
-            .node
-            .post(&self.provider, &path, &json!({ "reason": reason }))
-            .await
-        {
-            tracing::debug!(target: "carrel::join", job = %self.job, error = %e, "abort notice not delivered");
+        if let Err(error) = self.run().await {
+            end_everywhere(
+                &self.node,
+                &self.job,
+                std::slice::from_ref(&self.provider),
+                &error,
+            )
+            .await;
         }
     }
 
@@ -304,9 +298,8 @@ impl Joiner {
                 (label.clone(), value)
             })
             .collect();
-        let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
         json!({ "groups": groups, "threshold": output.threshold,
-                "traffic": { "request_bytes": sent, "response_bytes": received },
+                "traffic": self.calls.traffic(),
                 "epsilon": self.epsilon, "delta": self.policy.query_delta,
                 "note": "noisy values; a group below the threshold releases nothing (null)" })
     }
@@ -316,16 +309,6 @@ impl Joiner {
         path: &str,
         body: &impl Serialize,
     ) -> NodeResult<T> {
-        let sent = serde_json::to_vec(body).map_or(0, |b| b.len() as u64);
-        let value = self.node.post(&self.provider, path, body).await?;
-        let received = value.to_string().len() as u64;
-        {
-            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-            traffic.0 += sent;
-            traffic.1 += received;
-        }
-        serde_json::from_value(value).map_err(|e| {
-            NodeError::JobFailed(format!("the provider's answer to {path} is malformed: {e}"))
-        })
+        self.calls.call(&self.provider, path, body).await
     }
 }

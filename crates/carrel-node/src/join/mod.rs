@@ -20,8 +20,6 @@ mod provider;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use carrel_model::{Action, JoinTerms, UsagePolicy};
 use carrel_mpc::ids::IdRule;
 use carrel_mpc::pjc::{NoiseMode, PjcParams};
@@ -29,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agreements::AgreementRecord;
 use crate::error::{NodeError, NodeResult};
+use crate::jobs::wire::{blocking, decode, encode};
 
 pub use consumer::start;
 pub use provider::{abort, finish, message2, open, release};
@@ -157,24 +156,6 @@ fn rule_of(terms: &JoinTerms) -> IdRule {
     }
 }
 
-fn decode(data: &str) -> NodeResult<Vec<u8>> {
-    STANDARD
-        .decode(data)
-        .map_err(|e| NodeError::BadRequest(format!("message is not valid base64: {e}")))
-}
-
-fn encode(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
-
 fn protocol_error(error: carrel_mpc::pjc::PjcError) -> NodeError {
     NodeError::BadRequest(error.to_string())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> NodeResult<T> + Send + 'static,
-) -> NodeResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| NodeError::Internal(format!("a worker thread failed: {e}")))?
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
+use crate::jobs::wire::{PeerCalls, end_everywhere};
 use crate::jobs::{self, NewJob};
 use crate::node::Node;
 
@@ -63,7 +64,7 @@ pub fn start(node: Arc<Node>, request: StartPsi) -> NodeResult<Value> {
         terms,
         request,
         batch,
-        traffic: Mutex::new((0, 0)),
+        calls: PeerCalls::new(node.clone()),
     };
     tokio::spawn(run.drive());
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
@@ -76,28 +77,20 @@ struct ConsumerRun {
     terms: PsiTerms,
     request: StartPsi,
     batch: usize,
-    /// Bytes of request bodies sent and response bodies received.
-    traffic: Mutex<(u64, u64)>,
+    /// Calls to the provider, with their byte counts.
+    calls: PeerCalls,
 }
 
 impl ConsumerRun {
     async fn drive(self) {
-        let me = self.node.identity.name().to_owned();
-        let Err(error) = self.run().await else {
-            return;
-        };
-        let reason = error.to_string();
-        if let Err(e) = jobs::fail(&self.node.store, &me, &self.job, &reason) {
-            tracing::error!(target: "carrel::psi", job = %self.job, error = %e, "failure not recorded");
-        }
-        // The provider may have ended the job already; a failed notice changes nothing.
-        let path = format!("/jobs/{}/abort", self.job);
-        let notice = self
-            .node
-            .post(&self.provider, &path, &json!({ "reason": reason }))
+        if let Err(error) = self.run().await {
+            end_everywhere(
+                &self.node,
+                &self.job,
+                std::slice::from_ref(&self.provider),
+                &error,
+            )
             .await;
-        if let Err(e) = notice {
-            tracing::debug!(target: "carrel::psi", job = %self.job, error = %e, "abort notice not delivered");
         }
     }
 
@@ -198,8 +191,7 @@ impl ConsumerRun {
         }
         let peers = [self.provider.clone()];
         let sizes = (own as u64, peer as u64);
-        let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-        let traffic = json!({ "request_bytes": sent, "response_bytes": received });
+        let traffic = self.calls.traffic();
         record_outcome(
             node,
             &me,
@@ -366,17 +358,7 @@ impl ConsumerRun {
         path: &str,
         body: &impl Serialize,
     ) -> NodeResult<T> {
-        let sent = serde_json::to_vec(body).map_or(0, |b| b.len() as u64);
-        let value = self.node.post(&self.provider, path, body).await?;
-        let received = value.to_string().len() as u64;
-        {
-            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-            traffic.0 += sent;
-            traffic.1 += received;
-        }
-        serde_json::from_value(value).map_err(|e| {
-            NodeError::JobFailed(format!("the provider's answer to {path} is malformed: {e}"))
-        })
+        self.calls.call(&self.provider, path, body).await
     }
 }
 

@@ -23,8 +23,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use carrel_model::{Action, PsiTerms, Reveal};
 use carrel_mpc::ids::{IdList, IdReport, IdRule};
 use carrel_mpc::psi::{PsiOutcome, PsiParty};
@@ -35,6 +33,7 @@ use serde_json::{Value, json};
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
 use crate::jobs;
+use crate::jobs::wire::{blocking, decode, encode};
 use crate::node::Node;
 use crate::signing::sha256_hex;
 
@@ -187,26 +186,8 @@ fn terms_of(record: &agreements::AgreementRecord) -> NodeResult<PsiTerms> {
     })
 }
 
-fn decode(points: &str) -> NodeResult<Vec<u8>> {
-    STANDARD
-        .decode(points)
-        .map_err(|e| NodeError::BadRequest(format!("elements are not valid base64: {e}")))
-}
-
-fn encode(points: &[u8]) -> String {
-    STANDARD.encode(points)
-}
-
 fn protocol_error(error: carrel_mpc::psi::PsiError) -> NodeError {
     NodeError::BadRequest(error.to_string())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> NodeResult<T> + Send + 'static,
-) -> NodeResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| NodeError::Internal(format!("a worker thread failed: {e}")))?
 }
 
 /// Writes the identifiers at `members` as a one-column CSV, in their stored order.

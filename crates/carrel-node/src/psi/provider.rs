@@ -349,18 +349,7 @@ pub async fn finish(node: &Node, signer: &str, job: &str, finish: Finish) -> Nod
 ///
 /// A storage error.
 pub fn abort(node: &Node, signer: &str, job: &str, reason: &str) -> NodeResult<Value> {
-    let view = jobs::show(&node.store, job)?;
-    if !view.peers.iter().any(|p| p == signer) {
-        return Err(NodeError::Forbidden(format!(
-            "{signer:?} is not a party to job {job}"
-        )));
-    }
-    node.psi.take(job);
-    jobs::fail(
-        &node.store,
-        signer,
-        job,
-        &format!("{signer} ended the run: {reason}"),
-    )?;
-    Ok(json!({ "job": job, "state": jobs::show(&node.store, job)?.state }))
+    jobs::end_at_peer_request(&node.store, signer, job, reason, || {
+        node.psi.take(job);
+    })
 }

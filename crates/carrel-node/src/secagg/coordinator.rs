@@ -14,6 +14,7 @@ use super::{
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
+use crate::jobs::wire::{PeerCalls, end_everywhere};
 use crate::jobs::{self, NewJob};
 use crate::node::Node;
 use crate::signing::sha256_hex;
@@ -50,7 +51,7 @@ pub fn start(node: Arc<Node>, request: StartSecAgg) -> NodeResult<Value> {
         providers,
         columns: request.columns,
         epsilon,
-        traffic: std::sync::Mutex::new((0, 0)),
+        calls: PeerCalls::new(node.clone()),
     };
     tokio::spawn(run.drive());
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
@@ -101,30 +102,19 @@ struct Coordinator {
     providers: Vec<(String, String)>,
     columns: Vec<String>,
     epsilon: f64,
-    /// Bytes of request bodies sent and response bodies received.
-    traffic: std::sync::Mutex<(u64, u64)>,
+    /// Calls to the providers, with their byte counts.
+    calls: PeerCalls,
 }
 
 impl Coordinator {
     async fn drive(self) {
-        let me = self.node.identity.name().to_owned();
-        let Err(error) = self.run().await else {
-            return;
-        };
-        let reason = error.to_string();
-        if let Err(e) = jobs::fail(&self.node.store, &me, &self.job, &reason) {
-            tracing::error!(target: "carrel::secagg", job = %self.job, error = %e, "failure not recorded");
-        }
-        // Every provider ends the round; one already ended changes nothing.
-        let path = format!("/jobs/{}/abort", self.job);
-        for (provider, _) in &self.providers {
-            let notice = self
-                .node
-                .post(provider, &path, &json!({ "reason": reason }))
-                .await;
-            if let Err(e) = notice {
-                tracing::debug!(target: "carrel::secagg", job = %self.job, %provider, error = %e, "abort notice not delivered");
-            }
+        if let Err(error) = self.run().await {
+            let peers: Vec<String> = self
+                .providers
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect();
+            end_everywhere(&self.node, &self.job, &peers, &error).await;
         }
     }
 
@@ -267,9 +257,8 @@ impl Coordinator {
                 (column.clone(), value)
             })
             .collect();
-        let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
         json!({ "rows": totals[0], "sums": sums,
-                "traffic": { "request_bytes": sent, "response_bytes": received }, "epsilon_per_provider": self.epsilon,
+                "traffic": self.calls.traffic(), "epsilon_per_provider": self.epsilon,
                 "noise": "discrete Laplace, added once by the first provider",
                 "providers": self.providers.iter().map(|(n, _)| n).collect::<Vec<_>>() })
     }
@@ -280,16 +269,6 @@ impl Coordinator {
         path: &str,
         body: &impl Serialize,
     ) -> NodeResult<T> {
-        let sent = serde_json::to_vec(body).map_or(0, |b| b.len() as u64);
-        let value = self.node.post(provider, path, body).await?;
-        let received = value.to_string().len() as u64;
-        {
-            let mut traffic = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
-            traffic.0 += sent;
-            traffic.1 += received;
-        }
-        serde_json::from_value(value).map_err(|e| {
-            NodeError::JobFailed(format!("{provider}'s answer to {path} is malformed: {e}"))
-        })
+        self.calls.call(provider, path, body).await
     }
 }

@@ -430,18 +430,7 @@ fn check_finish(round: &ProviderRound, finish: &FinishRound) -> NodeResult<Strin
 ///
 /// [`NodeError::Forbidden`] for a caller that is not a party to the job.
 pub fn abort(node: &Node, signer: &str, job: &str, reason: &str) -> NodeResult<Value> {
-    let view = jobs::show(&node.store, job)?;
-    if !view.peers.iter().any(|p| p == signer) {
-        return Err(NodeError::Forbidden(format!(
-            "{signer:?} is not a party to job {job}"
-        )));
-    }
-    node.secagg.lock().remove(job);
-    jobs::fail(
-        &node.store,
-        signer,
-        job,
-        &format!("{signer} ended the round: {reason}"),
-    )?;
-    Ok(json!({ "job": job, "state": jobs::show(&node.store, job)?.state }))
+    jobs::end_at_peer_request(&node.store, signer, job, reason, || {
+        node.secagg.lock().remove(job);
+    })
 }

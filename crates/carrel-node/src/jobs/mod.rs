@@ -16,6 +16,8 @@ use time::OffsetDateTime;
 use crate::error::{NodeError, NodeResult};
 use crate::store::{Store, from_json};
 
+pub(crate) mod wire;
+
 /// State of a running job.
 pub const RUNNING: &str = "running";
 /// The job ended with its result.
@@ -242,6 +244,36 @@ pub fn fail_interrupted(store: &Store, actor: &str) -> NodeResult<Vec<JobView>> 
         )?;
     }
     Ok(running)
+}
+
+/// Ends `job` at the request of `signer`, one of its peers, after `drop_state` has
+/// dropped the protocol state this node keeps for it; returns the job's state, which
+/// stays `succeeded` for a job that ended well before the request came.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] for a signer that is not a party to the job.
+pub fn end_at_peer_request(
+    store: &Store,
+    signer: &str,
+    job: &str,
+    reason: &str,
+    drop_state: impl FnOnce(),
+) -> NodeResult<Value> {
+    let view = show(store, job)?;
+    if !view.peers.iter().any(|p| p == signer) {
+        return Err(NodeError::Forbidden(format!(
+            "{signer:?} is not a party to job {job}"
+        )));
+    }
+    drop_state();
+    fail(
+        store,
+        signer,
+        job,
+        &format!("{signer} ended the job: {reason}"),
+    )?;
+    Ok(json!({ "job": job, "state": show(store, job)?.state }))
 }
 
 /// Returns one job.
