@@ -1,4 +1,4 @@
-//! What the drivers of every job kind share: calls to peers with a count of the bytes
+//! Helpers that the drivers of every job kind share: calls to peers with a count of the bytes
 //! they carry, base64 elements, blocking work off the async threads, and ending a job
 //! on every party.
 
@@ -27,11 +27,11 @@ impl PeerCalls {
         }
     }
 
-    /// Posts `body` to `path` on `peer` and reads the answer as `T`.
+    /// Posts `body` to `path` on `peer` and reads the response as `T`.
     ///
     /// # Errors
     ///
-    /// The peer's rejection, or [`NodeError::JobFailed`] for a malformed answer.
+    /// The peer's rejection, or [`NodeError::JobFailed`] for a malformed response.
     pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         peer: &str,
@@ -47,11 +47,11 @@ impl PeerCalls {
             traffic.1 += received;
         }
         serde_json::from_value(value).map_err(|e| {
-            NodeError::JobFailed(format!("{peer}'s answer to {path} is malformed: {e}"))
+            NodeError::JobFailed(format!("{peer}'s response to {path} is malformed: {e}"))
         })
     }
 
-    /// The bytes of request bodies sent and response bodies received so far, as JSON.
+    /// Returns the bytes of request bodies sent and response bodies received so far, as JSON.
     pub(crate) fn traffic(&self) -> Value {
         let (sent, received) = *self.traffic.lock().unwrap_or_else(|p| p.into_inner());
         json!({ "request_bytes": sent, "response_bytes": received })

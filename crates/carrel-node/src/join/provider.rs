@@ -214,10 +214,11 @@ pub async fn release(node: &Node, signer: &str, job: &str, request: Blob) -> Nod
             .release(&message3)
             .map_err(protocol_error)?
             .to_bytes();
-        let transcript = run
-            .transcript
-            .as_mut()
-            .ok_or_else(|| NodeError::Conflict("the answer to message 1 is not ready".into()))?;
+        let transcript = run.transcript.as_mut().ok_or_else(|| {
+            NodeError::Conflict(
+                "message 2 is not ready yet: fetch it before sending message 3".into(),
+            )
+        })?;
         transcript.append(b"message3", &bytes);
         transcript.append(b"message4", &message4);
         Ok(message4)

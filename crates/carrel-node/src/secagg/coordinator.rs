@@ -147,7 +147,7 @@ impl Coordinator {
         let len = self.columns.len() + 1;
         if joined.iter().any(|j| j.sensitivities.len() != len) {
             return Err(NodeError::JobFailed(
-                "a provider answered with another vector length".into(),
+                "a provider responded with another vector length".into(),
             ));
         }
         let fraction_bits = joined[0].fraction_bits.clone();
@@ -242,7 +242,7 @@ impl Coordinator {
         Ok(())
     }
 
-    /// The released totals: the noisy row count and each column's noisy sum.
+    /// Returns the released totals: the noisy row count and each column's noisy sum.
     fn result(&self, totals: &[i128], fraction_bits: &[i32]) -> Value {
         let sums: serde_json::Map<String, Value> = self
             .columns
