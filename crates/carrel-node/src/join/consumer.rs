@@ -72,6 +72,10 @@ pub fn start(node: Arc<Node>, request: StartJoin) -> NodeResult<Value> {
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
 }
 
+/// Longest wait for the provider's answer to message 1; by the 100,000-row benchmark,
+/// a million rows take about 17 minutes of encryption on two cores.
+const PREPARE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 struct Joiner {
     node: Arc<Node>,
     job: String,
@@ -138,10 +142,16 @@ impl Joiner {
         let path = format!("/jobs/{}/join/message2", self.job);
         // The provider prepares message 2 in the background; until it is ready it
         // answers with no chunks.
+        let deadline = tokio::time::Instant::now() + PREPARE_DEADLINE;
         let first = loop {
             let chunk: Blob = self.call(&path, &Blob::default()).await?;
             if chunk.chunks > 0 {
                 break chunk;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NodeError::JobFailed(format!(
+                    "the provider did not prepare its answer within {PREPARE_DEADLINE:?}"
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         };
