@@ -58,7 +58,7 @@ async fn notify_interrupted(node: Arc<Node>, jobs: Vec<jobs::JobView>) {
         let body = serde_json::json!({ "reason": "the peer node stopped during the job" });
         for peer in &job.peers {
             if let Err(error) = node.post(peer, &path, &body).await {
-                tracing::warn!(target: "carrel::node", job = %job.id, %peer, %error, "peer not told that the job ended");
+                tracing::warn!(target: "carrel::node", job = %job.id, %peer, %error, "failed to notify the peer that the job ended");
             }
         }
     }

@@ -23,11 +23,11 @@ pub struct Node {
     pub identity: Identity,
     /// Its database and audit log.
     pub store: Store,
-    /// Private set intersection runs this node answers, by job id.
+    /// Private set intersection runs this node serves as a provider, by job id.
     pub psi: crate::psi::Sessions,
     /// Secure aggregation rounds this node takes part in as a provider, by job id.
     pub secagg: crate::secagg::Sessions,
-    /// Private join runs this node answers as a provider, by job id.
+    /// Private join runs this node serves as a provider, by job id.
     pub join: crate::join::Sessions,
     keys: Arc<KeyCache>,
     endpoint: RwLock<String>,

@@ -31,7 +31,7 @@ pub const DEFAULT_BATCH: usize = 1 << 15;
 
 pub use carrel_model::Reveal;
 
-/// Why a step of the protocol failed.
+/// Error of a protocol step.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PsiError {
@@ -69,7 +69,7 @@ pub enum PsiError {
 /// The result one party takes from a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PsiOutcome {
-    /// What this party was entitled to learn.
+    /// The reveal this party was entitled to.
     pub reveal: Reveal,
     /// Size of the intersection, when this party learns it.
     pub size: Option<u64>,

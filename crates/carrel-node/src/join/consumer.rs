@@ -72,7 +72,7 @@ pub fn start(node: Arc<Node>, request: StartJoin) -> NodeResult<Value> {
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
 }
 
-/// Longest wait for the provider's answer to message 1; by the 100,000-row benchmark,
+/// Longest wait for the provider's response to message 1. By the 100,000-row benchmark,
 /// a million rows take about 17 minutes of encryption on two cores.
 const PREPARE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -150,7 +150,7 @@ impl Joiner {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(NodeError::JobFailed(format!(
-                    "the provider did not prepare its answer within {PREPARE_DEADLINE:?}"
+                    "the provider did not prepare its response within {PREPARE_DEADLINE:?}; start the job again later"
                 )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
