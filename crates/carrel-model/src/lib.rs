@@ -13,6 +13,7 @@ mod audit;
 mod dataset;
 mod joint;
 mod offer;
+mod training;
 
 pub use agreement::{
     AGREEMENT_SIGNING_CONTEXT, Agreement, NegotiationState, Participant, PartySignature,
@@ -25,6 +26,7 @@ pub use dataset::{
 };
 pub use joint::{IdCase, JoinTerms, PsiTerms, Reveal, SecAggTerms};
 pub use offer::{Action, ColumnRules, Price, PrivacyBudget, Product, UsagePolicy};
+pub use training::{TrainingKind, TrainingPrivacy, TrainingTerms};
 
 /// Errors in model values.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,9 @@ pub enum Action {
     /// Noisy per-group counts and sums of the product's values over the intersection with
     /// the consumer's identifiers, without either side learning which rows matched.
     PrivateJoin,
+    /// Federated training of a model on the product, and predictions with the provider's
+    /// part of the model by the operator the terms name.
+    FederatedTraining,
 }
 
 /// A differential-privacy budget: the total privacy loss allowed, (epsilon, delta).
@@ -93,6 +96,9 @@ pub struct UsagePolicy {
     /// Terms of a private join-and-compute; required when the action is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<crate::JoinTerms>,
+    /// Terms of federated training; required when the action is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<crate::TrainingTerms>,
 }
 
 /// A data product: a dataset offered under one usage policy.

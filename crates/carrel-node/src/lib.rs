@@ -27,6 +27,7 @@ pub mod error;
 pub mod exchange;
 pub mod identity;
 pub mod jobs;
+pub mod models;
 pub mod join;
 pub mod negotiation;
 pub mod node;

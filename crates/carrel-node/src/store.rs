@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS releases (
     sql_sha256 TEXT NOT NULL,
     result_sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS models (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_checkpoints (
+    job_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

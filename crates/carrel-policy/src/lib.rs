@@ -14,5 +14,5 @@ mod usage;
 
 pub mod negotiation;
 
-pub use review::{ReviewReason, review_listing};
+pub use review::{MAX_TRAINING_ROUNDS, MODEL_OPERATOR_CONSUMER, ReviewReason, review_listing};
 pub use usage::{UseError, check_purpose, check_use, check_validity};

@@ -5,7 +5,7 @@
 //! only inside its region, because taking it abroad needs a security assessment that
 //! the exchange cannot grant; core data is never listed.
 
-use carrel_model::{Action, ColumnRole, ColumnType, DataLevel, Product};
+use carrel_model::{Action, ColumnRole, ColumnType, DataLevel, Product, TrainingKind};
 use time::OffsetDateTime;
 
 /// One reason a listing is rejected, with what to change.
@@ -155,6 +155,10 @@ fn budget(product: &Product, reasons: &mut Vec<ReviewReason>) {
 }
 
 fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    if product.policy.action == Action::FederatedTraining {
+        training_terms(product, reasons);
+        return;
+    }
     if product.policy.action == Action::PrivateJoin {
         join_terms(product, reasons);
         return;
@@ -211,6 +215,131 @@ fn joint_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
         ));
     }
 }
+
+/// Largest number of rounds or epochs an offer may allow per training.
+pub const MAX_TRAINING_ROUNDS: u32 = 10_000;
+
+fn training_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
+    let Some(terms) = &product.policy.training else {
+        reasons.push(reason(
+            "missing_training_terms",
+            "the offer permits federated training but has no training terms: give kind, \
+             feature_columns, max_rounds, model_operator and max_prediction_rows"
+                .into(),
+        ));
+        return;
+    };
+    let dataset = &product.dataset;
+    if terms.feature_columns.is_empty() {
+        reasons.push(reason(
+            "no_features",
+            "training.feature_columns is empty: name at least one numeric column".into(),
+        ));
+    }
+    for name in &terms.feature_columns {
+        match dataset.column(name) {
+            Some(column) if column.column_type != ColumnType::Text && column.bounds.is_some() => {}
+            Some(column) if column.column_type == ColumnType::Text => reasons.push(reason(
+                "not_numeric",
+                format!("training feature {name:?} is a text column: name numeric columns only"),
+            )),
+            Some(_) => reasons.push(reason(
+                "missing_bounds",
+                format!(
+                    "training feature {name:?} has no declared bounds: declare them, so that \
+                     values beyond them are clipped before training"
+                ),
+            )),
+            None => reasons.push(reason(
+                "unknown_column",
+                format!("training feature {name:?} is not a column of the dataset"),
+            )),
+        }
+    }
+    match terms.kind {
+        TrainingKind::Horizontal => match &terms.label_column {
+            Some(label)
+                if dataset
+                    .column(label)
+                    .is_some_and(|c| c.column_type != ColumnType::Text) => {}
+            Some(label) => reasons.push(reason(
+                "unknown_column",
+                format!("training.label_column {label:?} is not a numeric column of the dataset"),
+            )),
+            None => reasons.push(reason(
+                "missing_label",
+                "a horizontal training needs training.label_column, the 0/1 label of each row"
+                    .into(),
+            )),
+        },
+        TrainingKind::Vertical => match &terms.id_column {
+            Some(id)
+                if dataset
+                    .column(id)
+                    .is_some_and(|c| c.role == ColumnRole::Identifier) => {}
+            Some(id) => reasons.push(reason(
+                "not_an_identifier",
+                format!("training.id_column {id:?} is not an identifier column of the dataset"),
+            )),
+            None => reasons.push(reason(
+                "missing_id_column",
+                "a vertical training needs training.id_column to align rows on".into(),
+            )),
+        },
+    }
+    if terms.max_rounds == 0 || terms.max_rounds > MAX_TRAINING_ROUNDS {
+        reasons.push(reason(
+            "invalid_rounds",
+            format!(
+                "training.max_rounds is {}: allow from 1 to {MAX_TRAINING_ROUNDS}",
+                terms.max_rounds
+            ),
+        ));
+    }
+    let operator = terms.model_operator.as_str();
+    if operator != MODEL_OPERATOR_CONSUMER
+        && !dataset.rights.operators.iter().any(|o| o == operator)
+    {
+        reasons.push(reason(
+            "unknown_operator",
+            format!(
+                "training.model_operator is {operator:?}, which the dataset's rights do not list \
+                 as an operator: name one of {:?} or \"{MODEL_OPERATOR_CONSUMER}\"",
+                dataset.rights.operators
+            ),
+        ));
+    }
+    if terms.max_prediction_rows == 0 {
+        reasons.push(reason(
+            "zero_rows",
+            "training.max_prediction_rows is 0: allow at least one row per prediction".into(),
+        ));
+    }
+    if let Some(privacy) = terms.privacy {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !(positive(privacy.min_noise_multiplier) && positive(privacy.max_clip_norm)) {
+            reasons.push(reason(
+                "invalid_privacy",
+                format!(
+                    "training.privacy needs min_noise_multiplier and max_clip_norm above 0, \
+                     given {} and {}",
+                    privacy.min_noise_multiplier, privacy.max_clip_norm
+                ),
+            ));
+        }
+        if terms.kind == TrainingKind::Vertical {
+            reasons.push(reason(
+                "invalid_privacy",
+                "training.privacy applies to horizontal training only: the vertical protocol \
+                 reveals no per-round update to add noise to"
+                    .into(),
+            ));
+        }
+    }
+}
+
+/// The value of `training.model_operator` that names the agreement's consumer.
+pub const MODEL_OPERATOR_CONSUMER: &str = "consumer";
 
 fn join_terms(product: &Product, reasons: &mut Vec<ReviewReason>) {
     let Some(terms) = &product.policy.join else {

@@ -69,6 +69,7 @@ fn product() -> Product {
         psi: None,
         secure_aggregation: None,
         join: None,
+        training: None,
     };
     Product {
         id: "p1".into(),

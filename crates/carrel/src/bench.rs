@@ -387,6 +387,7 @@ fn policy() -> UsagePolicy {
         psi: None,
         secure_aggregation: None,
         join: None,
+        training: None,
     }
 }
 

@@ -350,6 +350,7 @@ fn policy() -> UsagePolicy {
         psi: None,
         secure_aggregation: None,
         join: None,
+        training: None,
     }
 }
 

@@ -90,6 +90,7 @@ pub fn policy() -> UsagePolicy {
         psi: None,
         secure_aggregation: None,
         join: None,
+        training: None,
     }
 }
 
