@@ -14,4 +14,10 @@
 //! Like `carrel-mpc`, every protocol here is plain state over messages with no network code;
 //! the node carries the messages between parties under an agreement.
 
+pub mod data;
+pub mod horizontal;
 pub mod logistic;
+pub mod metrics;
+pub mod plot;
+pub mod pooled;
+pub mod vertical;

@@ -163,7 +163,7 @@ mod tests {
         let lambda = 0.05;
         let (grad, grad_b) = gradient(&model, &rows, &labels, lambda);
         let h = 1e-6;
-        for j in 0..2 {
+        for (j, analytic) in grad.iter().enumerate() {
             let mut up = model.clone();
             up.weights[j] += h;
             let mut down = model.clone();
@@ -171,7 +171,7 @@ mod tests {
             let numeric = (objective(&up, &rows, &labels, lambda)
                 - objective(&down, &rows, &labels, lambda))
                 / (2.0 * h);
-            assert!((numeric - grad[j]).abs() < 1e-8);
+            assert!((numeric - analytic).abs() < 1e-8);
         }
         let mut up = model.clone();
         up.intercept += h;
