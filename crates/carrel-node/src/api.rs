@@ -11,6 +11,8 @@
 //! | `POST /jobs/psi`, `POST /jobs/{id}/psi/...` (provider) | consumers, see [`crate::psi`] |
 //! | `POST /jobs/secagg`, `POST /jobs/{id}/secagg/...` (provider) | consumers, see [`crate::secagg`] |
 //! | `POST /jobs/join`, `POST /jobs/{id}/join/...` (provider) | consumers, see [`crate::join`] |
+//! | `POST /jobs/vertical`, `POST /jobs/{id}/vertical/...` (host); `POST /jobs/dealer`, `POST /jobs/{id}/dealer/...` (exchange) | the guest and the host, see [`crate::training::vertical`] and [`crate::training::dealer`] |
+//! | `POST /jobs/{id}/train/...` (provider) | the coordinator of a horizontal training, see [`crate::training::horizontal`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
@@ -35,6 +37,7 @@ use crate::provider::{self, PublishProduct, RegisterDataset};
 use crate::psi::{self, Elements, Finish, Hello, StartPsi};
 use crate::query::{self, QueryRequest};
 use crate::secagg::{self, FinishRound, Join, MaskRequest, StartSecAgg};
+use crate::training::{dealer, horizontal, vertical};
 use crate::{exchange, registration};
 
 type Shared = State<Arc<Node>>;
@@ -104,7 +107,46 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/admin/queries", post(forward_query))
             .route("/admin/jobs/psi", post(start_psi))
             .route("/admin/jobs/secagg", post(start_secagg))
-            .route("/admin/jobs/join", post(start_join));
+            .route("/admin/jobs/join", post(start_join))
+            .route("/admin/jobs/train", post(start_training))
+            .route("/admin/models", get(list_models))
+            .route("/admin/models/{id}", get(show_model));
+    }
+    // Vertical federated training: the host's steps on a participant, the dealer on the exchange.
+    signed = if node.is_exchange() {
+        signed
+            .route("/jobs/dealer", post(dealer_open))
+            .route("/jobs/{id}/dealer/seed", post(dealer_seed))
+            .route("/jobs/{id}/dealer/corrections", post(dealer_corrections))
+            .route("/jobs/{id}/dealer/close", post(dealer_close))
+    } else {
+        signed
+            .route("/jobs/vertical", post(vertical_hello))
+            .route(
+                "/jobs/{id}/vertical/guest-elements",
+                post(vertical_guest_elements),
+            )
+            .route(
+                "/jobs/{id}/vertical/host-elements",
+                post(vertical_host_elements),
+            )
+            .route(
+                "/jobs/{id}/vertical/host-doubled",
+                post(vertical_host_doubled),
+            )
+            .route("/jobs/{id}/vertical/align", post(vertical_align))
+            .route("/jobs/{id}/vertical/exchange", post(vertical_exchange))
+            .route("/jobs/{id}/vertical/reply", post(vertical_reply))
+            .route("/jobs/{id}/vertical/predict", post(vertical_predict))
+            .route("/jobs/{id}/vertical/finish", post(vertical_finish))
+    };
+    // Horizontal federated training: the provider's steps.
+    if !node.is_exchange() {
+        signed = signed
+            .route("/jobs/{id}/train/join", post(horizontal_join))
+            .route("/jobs/{id}/train/round", post(horizontal_round))
+            .route("/jobs/{id}/train/mask", post(horizontal_mask))
+            .route("/jobs/{id}/train/finish", post(horizontal_finish));
     }
     let nonces = Arc::new(SqliteNonces::open(&node.dir.database())?);
     let identity = node.identity.node().clone();
@@ -371,6 +413,8 @@ async fn abort_job(
     match jobs::show(&node.store, &id)?.kind.as_str() {
         "secagg" => return secagg::abort(&node, signer.name(), &id, reason).map(Json),
         "join" => return join::abort(&node, signer.name(), &id, reason).map(Json),
+        vertical::KIND => return vertical::abort(&node, signer.name(), &id, reason).map(Json),
+        horizontal::KIND => return horizontal::abort(&node, signer.name(), &id, reason).map(Json),
         _ => {}
     }
     psi::abort(&node, signer.name(), &id, reason).map(Json)
@@ -442,6 +486,27 @@ async fn psi_finish(
     psi::finish(&node, signer.name(), &id, finish)
         .await
         .map(Json)
+}
+
+async fn start_training(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<crate::training::StartTraining>,
+) -> Reply {
+    admin(&node, &signer)?;
+    crate::training::start(node.clone(), request).map(Json)
+}
+
+async fn list_models(State(node): Shared, signer: VerifiedSigner) -> Reply {
+    admin(&node, &signer)?;
+    let models = node.store.read(crate::models::list)?;
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn show_model(State(node): Shared, signer: VerifiedSigner, Path(id): Path<String>) -> Reply {
+    admin(&node, &signer)?;
+    let model = node.store.read(|c| crate::models::load(c, &id))?;
+    Ok(Json(json!(model)))
 }
 
 async fn start_secagg(
@@ -521,4 +586,188 @@ async fn join_finish(
     Json(finish): Json<join::Finish>,
 ) -> Reply {
     join::finish(&node, signer.name(), &id, finish).map(Json)
+}
+
+// Vertical federated training: handlers of the host's steps and of the exchange's dealer.
+
+async fn vertical_hello(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(hello): Json<vertical::Hello>,
+) -> Reply {
+    vertical::hello(node.clone(), signer.name(), hello)
+        .await
+        .map(Json)
+}
+
+async fn vertical_guest_elements(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(batch): Json<Elements>,
+) -> Reply {
+    vertical::guest_elements(node.clone(), signer.name(), &id, batch)
+        .await
+        .map(Json)
+}
+
+async fn vertical_host_elements(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<Elements>,
+) -> Reply {
+    vertical::host_elements(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn vertical_host_doubled(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(batch): Json<Elements>,
+) -> Reply {
+    vertical::host_doubled(node.clone(), signer.name(), &id, batch)
+        .await
+        .map(Json)
+}
+
+async fn vertical_align(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(align): Json<vertical::Align>,
+) -> Reply {
+    vertical::align(node.clone(), signer.name(), &id, align)
+        .await
+        .map(Json)
+}
+
+async fn vertical_exchange(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(part): Json<vertical::ExchangePart>,
+) -> Reply {
+    vertical::exchange(node.clone(), signer.name(), &id, part)
+        .await
+        .map(Json)
+}
+
+async fn vertical_reply(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<vertical::ReplyRequest>,
+) -> Reply {
+    vertical::reply(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn vertical_predict(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<vertical::Predict>,
+) -> Reply {
+    vertical::predict(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn vertical_finish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(finish): Json<vertical::Finish>,
+) -> Reply {
+    vertical::finish(node.clone(), signer.name(), &id, finish)
+        .await
+        .map(Json)
+}
+
+async fn dealer_open(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<dealer::OpenDealer>,
+) -> Reply {
+    dealer::open(node.clone(), signer.name(), request)
+        .await
+        .map(Json)
+}
+
+async fn dealer_seed(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<dealer::SeedRequest>,
+) -> Reply {
+    dealer::seed(&node, signer.name(), &id, request).map(Json)
+}
+
+async fn dealer_corrections(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<dealer::CorrectionsRequest>,
+) -> Reply {
+    dealer::corrections(&node, signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn dealer_close(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+) -> Reply {
+    dealer::close(&node, signer.name(), &id).map(Json)
+}
+
+// Horizontal federated training: handlers of the provider's steps.
+
+async fn horizontal_join(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<horizontal::JoinTraining>,
+) -> Reply {
+    horizontal::join(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn horizontal_round(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<carrel_learn::horizontal::RoundRequest>,
+) -> Reply {
+    horizontal::round(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn horizontal_mask(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(keys): Json<carrel_learn::horizontal::PublicKeys>,
+) -> Reply {
+    horizontal::mask(node.clone(), signer.name(), &id, keys)
+        .await
+        .map(Json)
+}
+
+async fn horizontal_finish(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(finish): Json<horizontal::FinishTraining>,
+) -> Reply {
+    horizontal::finish(node.clone(), signer.name(), &id, finish)
+        .await
+        .map(Json)
 }

@@ -27,8 +27,8 @@ pub mod error;
 pub mod exchange;
 pub mod identity;
 pub mod jobs;
-pub mod models;
 pub mod join;
+pub mod models;
 pub mod negotiation;
 pub mod node;
 pub mod nonces;
@@ -39,6 +39,7 @@ pub mod registration;
 pub mod secagg;
 pub mod signing;
 pub mod store;
+pub mod training;
 pub mod transport;
 
 use std::future::Future;
@@ -111,7 +112,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> NodeResult<()> {
     let node = Arc::new(Node::open(dir.clone())?);
-    let interrupted = jobs::fail_interrupted(&node.store, node.identity.name())?;
+    let interrupted = jobs::fail_interrupted(
+        &node.store,
+        node.identity.name(),
+        training::horizontal::resumes_after_restart,
+    )?;
     if !interrupted.is_empty() {
         tracing::warn!(target: "carrel::node", jobs = interrupted.len(), "jobs left running by the last process were ended");
     }
@@ -138,6 +143,8 @@ pub async fn serve(
         .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", dir.endpoint().display())))?;
     tracing::info!(target: "carrel::node", name = node.identity.name(), %endpoint, "node ready");
     tokio::spawn(notify_interrupted(node.clone(), interrupted));
+    // Horizontal trainings that this node coordinated continue from their checkpoints.
+    tokio::spawn(training::horizontal::resume_running(node.clone()));
     server
         .await
         .map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;

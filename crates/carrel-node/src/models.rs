@@ -163,7 +163,11 @@ pub fn save_checkpoint(store: &Store, job: &str, checkpoint: &Value) -> NodeResu
         conn.execute(
             "INSERT INTO job_checkpoints (job_id, body, updated) VALUES (?1, ?2, ?3)
              ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, updated = excluded.updated",
-            params![job, checkpoint.to_string(), OffsetDateTime::now_utc().to_string()],
+            params![
+                job,
+                checkpoint.to_string(),
+                OffsetDateTime::now_utc().to_string()
+            ],
         )?;
         Ok(())
     })

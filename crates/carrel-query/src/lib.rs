@@ -49,7 +49,7 @@ mod table;
 mod test_support;
 mod value;
 
-pub use column::{scan_id_values, scan_text_column};
+pub use column::{scan_id_numbers, scan_id_values, scan_text_column};
 pub use error::{Clause, QueryError, QueryRejection};
 pub use exec::{
     ExactCell, ExactFloat, ExactGroup, ExactResult, ExactSum, execute,

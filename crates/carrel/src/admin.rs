@@ -11,7 +11,7 @@ use carrel_node::NodeDir;
 use serde_json::{Value, json};
 
 use crate::output::Output;
-use crate::{Command, JobCommand};
+use crate::{Command, JobCommand, ModelCommand, TrainArgs, TrainKind};
 
 /// How long `negotiate` waits for the agreement to be finalized.
 const NEGOTIATION_DEADLINE: Duration = Duration::from_secs(60);
@@ -218,6 +218,26 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let done = follow_job(&client, job, out).await?;
             out.value("secure aggregation", &done);
         }
+        Command::Train(args) => {
+            let client = AdminClient::open(&args.node.node)?;
+            let body = train_request(&args)?;
+            let started = client.post("/admin/jobs/train", body).await?;
+            let job = started["job"]
+                .as_str()
+                .context("the node returned no job id")?;
+            out.progress(&format!("job {job} started"));
+            let done = follow_job(&client, job, out).await?;
+            out.value("training", &done);
+        }
+        Command::Model {
+            command: ModelCommand::Show { node, id },
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            match id {
+                Some(id) => out.value("model", &client.get(&format!("/admin/models/{id}")).await?),
+                None => out.value("models", &client.get("/admin/models").await?),
+            }
+        }
         Command::Job {
             command: JobCommand::Status { node, id },
         } => {
@@ -310,4 +330,46 @@ pub async fn negotiate(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Builds the node's training request from the command line, with absolute paths.
+fn train_request(args: &TrainArgs) -> anyhow::Result<Value> {
+    let absolute =
+        |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<std::path::PathBuf>> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::canonicalize(p).with_context(|| format!("cannot find {}", p.display()))
+                })
+                .transpose()
+        };
+    let report = match &args.report {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+            Some(std::fs::canonicalize(dir)?)
+        }
+        None => None,
+    };
+    let kind = match args.kind {
+        TrainKind::Horizontal => "horizontal",
+        TrainKind::Vertical => "vertical",
+    };
+    let early_stopping = args.patience.map(|patience| {
+        json!({ "patience": patience,
+                "min_relative_improvement": args.min_improvement.unwrap_or(0.001) })
+    });
+    let privacy = args.noise_multiplier.map(|noise_multiplier| {
+        json!({ "noise_multiplier": noise_multiplier,
+                "clip_norm": args.clip_norm.unwrap_or(1.0),
+                "delta": args.delta.unwrap_or(1e-6) })
+    });
+    Ok(json!({
+        "kind": kind, "agreements": args.agreements, "data": absolute(&args.data)?,
+        "id_column": args.id_column, "label_column": args.label_column,
+        "feature_columns": args.features, "test_data": absolute(&args.test_data)?,
+        "split_file": absolute(&args.split_file)?, "split": args.split, "rounds": args.rounds,
+        "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+        "local_epochs": args.local_epochs, "early_stopping": early_stopping,
+        "privacy": privacy, "seed": args.seed, "report": report,
+    }))
 }

@@ -94,6 +94,17 @@ pub enum BenchCommand {
               value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
         rows: u64,
     },
+    /// Train on the shipped FATE data: the vertical model on each split of the breast and
+    /// credit data and the horizontal model on the three credit files, in one process,
+    /// beside Newton's method on the pooled rows. Prints test AUCs and times.
+    Learn {
+        /// Folder of the FATE files and their splits.
+        #[arg(long, default_value = "data/fate")]
+        data: std::path::PathBuf,
+        /// Splits per vertical data set, from seed0.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10))]
+        splits: u64,
+    },
 }
 
 /// Runs a benchmark command.
@@ -105,6 +116,9 @@ pub async fn run(command: BenchCommand, out: &Output) -> anyhow::Result<()> {
         }
         BenchCommand::Psi { ids, batch } => crate::bench_joint::psi(ids, batch, out).await,
         BenchCommand::Join { ids } => crate::bench_joint::join(ids, out).await,
+        BenchCommand::Learn { data, splits } => {
+            crate::bench_learn::learn(&data, splits as usize, out)
+        }
         BenchCommand::Secagg { providers, rows } => {
             crate::bench_joint::secagg(providers as usize, rows, out).await
         }

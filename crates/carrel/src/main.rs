@@ -23,6 +23,7 @@ mod admin;
 mod audit;
 mod bench;
 mod bench_joint;
+mod bench_learn;
 mod cluster;
 mod demo;
 mod demo_joint;
@@ -231,6 +232,14 @@ enum Command {
         #[arg(long, value_parser = parse_epsilon, allow_hyphen_values = true)]
         epsilon: Option<f64>,
     },
+    /// Train a logistic-regression model across parties (consumer); waits for the
+    /// model, showing progress per round or epoch.
+    Train(Box<TrainArgs>),
+    /// Show the trained models this node holds a part of.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Show multi-party jobs.
     Job {
         #[command(subcommand)]
@@ -251,6 +260,94 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+}
+
+/// Kind of federated training, as the command line names it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrainKind {
+    /// Same columns, different rows: three or more providers.
+    Horizontal,
+    /// Same persons, different columns: this node's labels and features with one provider's.
+    Vertical,
+}
+
+/// Arguments of `carrel train`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    node: NodeArg,
+    /// Horizontal or vertical.
+    #[arg(long)]
+    kind: TrainKind,
+    /// Agreement with a provider, permitting federated training; repeat it for each
+    /// provider of a horizontal training.
+    #[arg(long = "agreement", required = true)]
+    agreements: Vec<String>,
+    /// Vertical: this node's CSV file with ids, labels and its own features.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Vertical: id column of the data file (default `id`).
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Vertical: label column of the data file (default `y`).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Vertical: a feature column of the data file; repeat it (default: every other column).
+    #[arg(long = "feature")]
+    features: Vec<String>,
+    /// Horizontal: this node's held-out CSV file to evaluate the model on.
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Vertical: split file marking each id `train` or `test`.
+    #[arg(long)]
+    split_file: Option<PathBuf>,
+    /// Vertical: column of the split file to use, such as `seed0`.
+    #[arg(long)]
+    split: Option<String>,
+    /// Rounds (horizontal) or epochs (vertical).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Step size of the gradient steps.
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Rows per gradient step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Horizontal: passes over each provider's rows per round.
+    #[arg(long)]
+    local_epochs: Option<u32>,
+    /// Stop after this many rounds or epochs without enough fall of the loss.
+    #[arg(long)]
+    patience: Option<u32>,
+    /// Smallest relative fall of the loss that counts, with --patience (default 0.001).
+    #[arg(long)]
+    min_improvement: Option<f64>,
+    /// Horizontal: DP-SGD noise multiplier at every provider.
+    #[arg(long)]
+    noise_multiplier: Option<f64>,
+    /// Horizontal: DP-SGD per-example clipping norm (default 1.0).
+    #[arg(long)]
+    clip_norm: Option<f64>,
+    /// Horizontal: delta of the DP-SGD privacy loss (default 1e-6).
+    #[arg(long)]
+    delta: Option<f64>,
+    /// Training seed; the same seed on the same data gives the same model.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Folder for the report: report.json, loss.svg and roc.svg.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// List the models, or show one.
+    Show {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Model id; every model when absent.
+        id: Option<String>,
     },
 }
 

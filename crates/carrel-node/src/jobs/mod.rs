@@ -225,15 +225,21 @@ pub fn fail(store: &Store, actor: &str, id: &str, reason: &str) -> NodeResult<()
 }
 
 /// Ends every job still running when the node starts, because its in-memory state went
-/// with the process that ran it; returns those jobs so their peers can be told.
+/// with the process that ran it. Jobs for which `resumes` returns true are left running,
+/// because they continue from saved state. Returns the ended jobs, so that their peers
+/// can be notified.
 ///
 /// # Errors
 ///
 /// A storage error.
-pub fn fail_interrupted(store: &Store, actor: &str) -> NodeResult<Vec<JobView>> {
+pub fn fail_interrupted(
+    store: &Store,
+    actor: &str,
+    resumes: impl Fn(&JobView) -> bool,
+) -> NodeResult<Vec<JobView>> {
     let running: Vec<JobView> = list(store)?
         .into_iter()
-        .filter(|job| job.state == RUNNING)
+        .filter(|job| job.state == RUNNING && !resumes(job))
         .collect();
     for job in &running {
         fail(

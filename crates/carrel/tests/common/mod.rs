@@ -352,3 +352,89 @@ pub fn regions_policy(budget_epsilon: f64, valid_secs: i64) -> Value {
         "usage_regions": ["US"]
     })
 }
+
+// Helpers of the vertical training tests.
+
+impl Cluster {
+    /// Initialises and starts an exchange, a provider named `provider` and a consumer
+    /// named `consumer`.
+    pub fn start_with_names(provider: &str, consumer: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| root.path().join(name);
+        let init = ok(&[
+            "init",
+            dir("exchange").to_str().unwrap(),
+            "--name",
+            "exchange",
+            "--role",
+            "exchange",
+        ]);
+        let key = init["public_key"].as_str().unwrap().to_owned();
+        let exchange = NodeProcess::start("exchange", &dir("exchange"));
+        let url = exchange.endpoint();
+        for (name, role) in [(provider, "provider"), (consumer, "consumer")] {
+            ok(&[
+                "init",
+                dir(name).to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+                "--exchange",
+                &url,
+                "--exchange-key",
+                &key,
+            ]);
+        }
+        let provider = NodeProcess::start(provider, &dir(provider));
+        let consumer = NodeProcess::start(consumer, &dir(consumer));
+        Self {
+            root,
+            exchange_key: key,
+            exchange,
+            provider,
+            consumer,
+        }
+    }
+}
+
+/// Returns the audit events of `kind` in the log of the node in `dir`, oldest first.
+pub fn audit_log_events(dir: &Path, kind: &str) -> Vec<Value> {
+    let conn = rusqlite::Connection::open(dir.join("node.db")).unwrap();
+    let mut statement = conn
+        .prepare("SELECT entry FROM audit_entries ORDER BY idx")
+        .unwrap();
+    statement
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|entry| serde_json::from_slice::<Value>(&entry.unwrap()).unwrap())
+        .filter(|event| event["kind"] == kind)
+        .collect()
+}
+
+// Helpers of the horizontal training tests.
+
+impl NodeProcess {
+    /// Kills the node with SIGKILL, as a crash would, and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node again on its folder after [`NodeProcess::kill`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "node {} is still running", self.name);
+        *self = Self::start(&self.name.clone(), &self.dir.clone());
+    }
+}
+
+/// Returns the state of job `id` in the database of the node in `dir`, which may be stopped.
+pub fn stored_job_state(dir: &Path, id: &str) -> Option<String> {
+    let conn = rusqlite::Connection::open(dir.join("node.db")).unwrap();
+    conn.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        .ok()
+}

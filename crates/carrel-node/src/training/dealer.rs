@@ -1,0 +1,363 @@
+//! The exchange as the dealer of a vertical training: it draws one seed per party and
+//! hands the host its corrections step by step, so that both parties hold correlated
+//! randomness that no data went into.
+//!
+//! | step | request | response |
+//! | --- | --- | --- |
+//! | open | guest: `POST /jobs/dealer` with the job, agreement, both parties and the plan | the guest's seed |
+//! | seed | host: `POST /jobs/{id}/dealer/seed` with the plan | the host's seed, once |
+//! | corrections | host: `POST /jobs/{id}/dealer/corrections` with the step number, in order | the step's corrections, base64 |
+//! | close | guest: `POST /jobs/{id}/dealer/close` | - |
+//!
+//! The exchange opens a session only for an agreement it countersigned, between the two
+//! parties named, permitting vertical federated training, not revoked and valid now, and
+//! for a plan within the terms. It checks the signer of every request: only the guest
+//! opens and closes, only the host fetches its seed and corrections. The session and its
+//! seeds end when the guest closes it, when either party ends the job (`POST
+//! /jobs/{id}/abort`), or when a request of the host fails its checks.
+//!
+//! # Security
+//!
+//! The dealer receives no data, only the plan's sizes and schedule. It knows both seeds,
+//! so a dealer that colluded with one party would learn the other party's features; the
+//! exchange is trusted not to collude with either party.
+
+use std::sync::{Arc, Mutex};
+
+use carrel_learn::vertical::{Dealer, Plan, Seed, fresh_seed};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::vertical::{KIND, Registry, check_plan, vertical_terms};
+use crate::agreements;
+use crate::error::{NodeError, NodeResult};
+use crate::jobs::wire::{blocking, decode, encode};
+use crate::jobs::{self, NewJob};
+use crate::node::Node;
+use crate::signing::sha256_hex;
+
+/// The guest's request to open a dealer session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenDealer {
+    /// Job id chosen by the guest.
+    pub job: String,
+    /// Agreement between the host (provider) and the guest (consumer).
+    pub agreement: String,
+    /// The guest, which must be the signer.
+    pub guest: String,
+    /// The host.
+    pub host: String,
+    /// Public parameters of the training.
+    pub plan: Plan,
+}
+
+/// The dealer's response to [`OpenDealer`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DealerOpened {
+    /// The guest's seed, base64.
+    pub guest_seed: String,
+}
+
+/// The host's request for its seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedRequest {
+    /// The plan as the host received it from the guest; it must be the session's.
+    pub plan: Plan,
+}
+
+/// The host's request for the corrections of one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorrectionsRequest {
+    /// Global step number, from 0, in order.
+    pub step: u64,
+}
+
+/// The corrections of one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepCorrections {
+    /// Global step number.
+    pub step: u64,
+    /// The host's corrections, base64.
+    pub corrections: String,
+}
+
+/// Sessions this node serves as the dealer, by node and job.
+static SESSIONS: Registry<Session> = Registry::new();
+
+struct Session {
+    guest: String,
+    host: String,
+    agreement: String,
+    plan: Plan,
+    dealer: Arc<Dealer>,
+    host_seed: Seed,
+    served: Mutex<Served>,
+}
+
+#[derive(Default)]
+struct Served {
+    seed: bool,
+    next_step: u64,
+}
+
+/// Opens a dealer session for a vertical training and returns the guest's seed.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] when the signer is not the guest, the exchange did not
+/// countersign the agreement, the agreement is between other parties, permits another
+/// action or kind, is revoked or out of its validity; [`NodeError::BadRequest`] or
+/// [`NodeError::Forbidden`] for a plan outside the terms.
+pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeResult<Value> {
+    node.store.audited(
+        "dealer.open",
+        signer,
+        Some(&request.agreement),
+        |tx, events| {
+            if request.guest != signer {
+                return Err(NodeError::Forbidden(format!(
+                    "{signer:?} may not open a dealer session for the guest {:?}",
+                    request.guest
+                )));
+            }
+            let record = agreements::load(tx, &request.agreement).map_err(|e| match e {
+                NodeError::NotFound { .. } => NodeError::Forbidden(format!(
+                    "the exchange did not countersign agreement {}",
+                    request.agreement
+                )),
+                other => other,
+            })?;
+            let agreement = &record.signed.agreement;
+            if agreement.assignee != request.guest || agreement.assigner != request.host {
+                return Err(NodeError::Forbidden(format!(
+                    "agreement {} is between {} and {}, not between the guest {} and the host {}",
+                    agreement.id,
+                    agreement.assigner,
+                    agreement.assignee,
+                    request.guest,
+                    request.host
+                )));
+            }
+            if record.revoked {
+                return Err(NodeError::Forbidden(format!(
+                    "agreement {} was revoked",
+                    agreement.id
+                )));
+            }
+            carrel_policy::check_validity(
+                &agreement.id,
+                &agreement.policy,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            let terms = vertical_terms(&record)?;
+            check_plan(&request.plan, &terms)?;
+            let job = NewJob {
+                id: &request.job,
+                kind: KIND,
+                role: "dealer",
+                agreement: Some(&request.agreement),
+                peers: &[request.guest.clone(), request.host.clone()],
+            };
+            let detail = json!({ "rows": request.plan.rows, "epochs": request.plan.epochs,
+                "guest_features": request.plan.guest_features,
+                "host_features": request.plan.host_features,
+                "batch_size": request.plan.batch_size });
+            jobs::insert(tx, events, signer, &job, detail)
+        },
+    )?;
+
+    let guest_seed = fresh_seed();
+    let host_seed = fresh_seed();
+    let plan = request.plan.clone();
+    let dealer = blocking(move || Ok(Dealer::new(plan, guest_seed, host_seed))).await;
+    let dealer = match dealer {
+        Ok(dealer) => dealer,
+        Err(error) => {
+            jobs::fail(&node.store, signer, &request.job, &error.to_string())?;
+            return Err(error);
+        }
+    };
+    let total = total_steps(&request.plan);
+    let session = Session {
+        guest: request.guest,
+        host: request.host,
+        agreement: request.agreement,
+        plan: request.plan,
+        dealer: Arc::new(dealer),
+        host_seed,
+        served: Mutex::new(Served::default()),
+    };
+    SESSIONS.insert(&node, &request.job, session);
+    tracing::info!(target: "carrel::training", job = %request.job, guest = signer,
+        "dealer session opened");
+    jobs::progress(&node.store, &request.job, "dealing", 0, total)?;
+    Ok(json!(DealerOpened {
+        guest_seed: encode(&guest_seed)
+    }))
+}
+
+fn total_steps(plan: &Plan) -> u64 {
+    plan.steps_per_epoch() as u64 * u64::from(plan.epochs)
+}
+
+/// Returns the session of `job` after checking that `signer` is its host.
+fn host_session(node: &Node, signer: &str, job: &str) -> NodeResult<Arc<Session>> {
+    let session = SESSIONS
+        .find(node, job)
+        .ok_or_else(|| NodeError::NotFound {
+            what: "dealer session",
+            id: job.to_owned(),
+        })?;
+    if session.host != signer {
+        return Err(NodeError::Forbidden(format!(
+            "{signer:?} is not the host of job {job}; only the host receives its seed and \
+             corrections"
+        )));
+    }
+    Ok(session)
+}
+
+/// Returns the host's seed, once, when the host states the session's plan.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] for a signer other than the host, [`NodeError::Conflict`]
+/// for a second request, [`NodeError::BadRequest`] for another plan; the job ends.
+pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeResult<Value> {
+    let session = host_session(node, signer, job)?;
+    let result = (|| {
+        if request.plan != session.plan {
+            return Err(NodeError::BadRequest(
+                "the host's plan differs from the plan the guest opened the session with".into(),
+            ));
+        }
+        let mut served = lock(&session.served);
+        if served.seed {
+            return Err(NodeError::Conflict(format!(
+                "the host's seed of job {job} was sent already"
+            )));
+        }
+        served.seed = true;
+        Ok(json!({ "host_seed": encode(&session.host_seed) }))
+    })();
+    end_on_error(node, signer, job, result)
+}
+
+/// Returns the host's corrections for the next step.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] for a signer other than the host or an agreement no longer in
+/// force, [`NodeError::BadRequest`] for a step out of order or beyond the plan; the job
+/// ends.
+pub async fn corrections(
+    node: &Node,
+    signer: &str,
+    job: &str,
+    request: CorrectionsRequest,
+) -> NodeResult<Value> {
+    let session = host_session(node, signer, job)?;
+    let checked = agreements::check_in_force(&node.store, &session.agreement).and_then(|()| {
+        let mut served = lock(&session.served);
+        if !served.seed || request.step != served.next_step {
+            return Err(NodeError::BadRequest(format!(
+                "corrections of step {} were requested, but step {} is next",
+                request.step, served.next_step
+            )));
+        }
+        served.next_step += 1;
+        Ok(())
+    });
+    let result = match checked {
+        Ok(()) => {
+            let dealer = session.dealer.clone();
+            let step = request.step;
+            blocking(move || {
+                dealer
+                    .corrections_for_step(step)
+                    .map_err(|e| NodeError::BadRequest(e.to_string()))
+            })
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    let corrections = end_on_error(node, signer, job, result)?;
+    let per_epoch = session.plan.steps_per_epoch() as u64;
+    if (request.step + 1).is_multiple_of(per_epoch) {
+        let total = total_steps(&session.plan);
+        jobs::progress(&node.store, job, "dealing", request.step + 1, total)?;
+    }
+    Ok(json!(StepCorrections {
+        step: request.step,
+        corrections: encode(&corrections),
+    }))
+}
+
+/// Closes the session at the guest's request, after its training ended, and records what
+/// the dealer served.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] for a signer other than the guest.
+pub fn close(node: &Node, signer: &str, job: &str) -> NodeResult<Value> {
+    let session = SESSIONS
+        .find(node, job)
+        .ok_or_else(|| NodeError::NotFound {
+            what: "dealer session",
+            id: job.to_owned(),
+        })?;
+    if session.guest != signer {
+        return Err(NodeError::Forbidden(format!(
+            "{signer:?} is not the guest of job {job}; only the guest closes the session"
+        )));
+    }
+    SESSIONS.take(node, job);
+    let steps = lock(&session.served).next_step;
+    let result = json!({ "steps_served": steps, "planned_steps": total_steps(&session.plan),
+        "rows": session.plan.rows, "epochs": session.plan.epochs,
+        "guest_features": session.plan.guest_features,
+        "host_features": session.plan.host_features });
+    // The dealer receives no protocol message, so its record hashes what it served.
+    let record = json!({ "job": job, "agreement": session.agreement, "plan": session.plan,
+                         "steps_served": steps });
+    let digest = sha256_hex(record.to_string().as_bytes());
+    jobs::succeed(&node.store, signer, job, &digest, result.clone())?;
+    tracing::info!(target: "carrel::training", %job, steps, "dealer session closed");
+    Ok(result)
+}
+
+/// Drops the session of `job`, if this node deals for it.
+pub(crate) fn drop_session(node: &Node, job: &str) {
+    SESSIONS.take(node, job);
+}
+
+/// Decodes a seed sent as base64.
+///
+/// # Errors
+///
+/// [`NodeError::JobFailed`] for text that is not 32 bytes of base64.
+pub(crate) fn decode_seed(text: &str) -> NodeResult<Seed> {
+    let bytes = decode(text)?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        NodeError::JobFailed(format!(
+            "the dealer sent a seed of {} bytes; seeds have 32",
+            bytes.len()
+        ))
+    })
+}
+
+/// Passes a result through, ending the job and the session on this node when it failed.
+fn end_on_error<T>(node: &Node, signer: &str, job: &str, result: NodeResult<T>) -> NodeResult<T> {
+    if let Err(error) = &result {
+        SESSIONS.take(node, job);
+        let reason = format!("the dealer stopped the session: {error}");
+        if let Err(e) = jobs::fail(&node.store, signer, job, &reason) {
+            tracing::error!(target: "carrel::training", %job, error = %e, "failure not recorded");
+        }
+    }
+    result
+}
+
+fn lock(served: &Mutex<Served>) -> std::sync::MutexGuard<'_, Served> {
+    served.lock().unwrap_or_else(|p| p.into_inner())
+}

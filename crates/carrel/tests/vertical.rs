@@ -1,0 +1,610 @@
+//! Vertical federated training between real node processes. The bank (consumer, guest)
+//! has the labels and ten features of the breast data, the shop (provider, host) has the
+//! other twenty, and the exchange deals the correlated randomness.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use carrel_learn::vertical::Plan;
+use carrel_net::{NodeIdentity, Peer, PeerClient, PeerError};
+use common::{Cluster, audit_log_events, carrel, fails, ok};
+use serde_json::{Value, json};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fate");
+
+fn data_file(name: &str) -> String {
+    format!("{DATA}/{name}")
+}
+
+/// Returns the description of the shop's half of the breast data: `id` and `x0`..`x19`,
+/// declared within [-10, 10], so that training clips the three values above 10 (two in
+/// `x13`, one in `x16`).
+fn host_description(name: &str) -> Value {
+    let mut columns = vec![json!({ "name": "id", "type": "integer", "role": "identifier" })];
+    for i in 0..20 {
+        columns.push(
+            json!({ "name": format!("x{i}"), "type": "float", "role": "attribute",
+                             "bounds": { "lower": -10.0, "upper": 10.0 } }),
+        );
+    }
+    json!({
+        "name": name,
+        "title": "Shop features",
+        "columns": columns,
+        "privacy_unit": "id",
+        "classification": { "level": "general", "personal_information": true,
+                            "sensitive_personal_information": false, "region": "US" },
+        "rights": { "holder": "shop", "processors": ["shop"], "operators": ["shop"] }
+    })
+}
+
+fn policy(action: &str, joint: (&str, Value)) -> Value {
+    let now = time::OffsetDateTime::now_utc();
+    let format = &time::format_description::well_known::Rfc3339;
+    let mut policy = json!({
+        "action": action,
+        "purposes": ["credit_scoring"],
+        "valid_from": (now - time::Duration::minutes(1)).format(format).unwrap(),
+        "valid_until": (now + time::Duration::hours(1)).format(format).unwrap(),
+        "max_queries": 10,
+        "budget": { "epsilon": 1.0, "delta": 1e-6 },
+        "query_epsilon": 0.1,
+        "query_delta": 1e-9,
+        "min_group_size": 10,
+        "max_rows_per_unit": 1,
+        "columns": {},
+        "price_per_query": { "amount_minor": 100, "currency": "USD" },
+        "usage_regions": ["US"]
+    });
+    policy[joint.0] = joint.1;
+    policy
+}
+
+fn vertical_policy() -> Value {
+    let features: Vec<String> = (0..20).map(|i| format!("x{i}")).collect();
+    policy(
+        "federated_training",
+        (
+            "training",
+            json!({ "kind": "vertical", "feature_columns": features, "id_column": "id",
+                    "max_rounds": 20, "model_operator": "consumer",
+                    "max_prediction_rows": 200 }),
+        ),
+    )
+}
+
+fn train(cluster: &Cluster, agreement: &str, data: &str, extra: &[&str]) -> (bool, Value) {
+    let node = cluster.consumer.arg();
+    let mut args = vec![
+        "train",
+        "--node",
+        node.as_str(),
+        "--kind",
+        "vertical",
+        "--agreement",
+        agreement,
+        "--data",
+        data,
+    ];
+    args.extend_from_slice(extra);
+    carrel(&args)
+}
+
+fn jobs(node: &common::NodeProcess) -> Vec<Value> {
+    ok(&["job", "status", "--node", &node.arg()])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn assert_none_running(cluster: &Cluster) {
+    for node in [&cluster.consumer, &cluster.provider, &cluster.exchange] {
+        for job in jobs(node) {
+            assert_ne!(job["state"], "running", "{}: {job}", node.name);
+        }
+    }
+}
+
+#[test]
+fn breast_model_matches_pooled_auc() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let host_csv = std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap();
+    let agreement = cluster.agreement(
+        &host_csv,
+        &host_description("breast_shop"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+    let guest = data_file("breast_hetero_guest.csv");
+    let splits = data_file("splits/breast_hetero_splits.csv");
+    let report = cluster.root.path().join("report");
+    let report_arg = report.to_string_lossy().into_owned();
+    let split_args = ["--split-file", splits.as_str(), "--split", "seed0"];
+
+    let clock = Instant::now();
+    let mut extra = split_args.to_vec();
+    extra.extend(["--report", report_arg.as_str()]);
+    let (success, first) = train(&cluster, &agreement, &guest, &extra);
+    assert!(success, "{first}");
+    eprintln!(
+        "first run: {:.1} s end to end, test AUC {}, seconds per phase {}",
+        clock.elapsed().as_secs_f64(),
+        first["result"]["evaluation"]["auc"],
+        first["result"]["seconds"]
+    );
+
+    // scikit-learn's pooled logistic regression reaches 1.0000 on seed0.
+    let result = &first["result"];
+    let auc = result["evaluation"]["auc"].as_f64().unwrap();
+    assert!(auc >= 0.99, "test AUC {auc}: {result}");
+    assert_eq!(result["rows"]["intersection"], 569);
+    assert_eq!(result["rows"]["train"], 455);
+    assert_eq!(result["rows"]["test"], 114);
+    assert_eq!(result["evaluation"]["rows"], 114);
+    assert!(result["evaluation"]["accuracy"].as_f64().unwrap() > 0.9);
+    let losses = result["losses"].as_array().unwrap();
+    assert_eq!(losses.len() as u64, result["epochs"].as_u64().unwrap());
+    assert!(losses.last().unwrap().as_f64() < losses[0].as_f64());
+    assert!(result["traffic"]["host"]["request_bytes"].as_u64().unwrap() > 0);
+
+    // The report names its figures, which exist.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["figures"]["loss"], "loss.svg");
+    assert_eq!(summary["figures"]["roc"], "roc.svg");
+    for figure in ["loss.svg", "roc.svg"] {
+        let svg = std::fs::read_to_string(report.join(figure)).unwrap();
+        assert!(svg.contains("<svg"), "{figure} is not SVG");
+    }
+
+    // The host ended with the same transcript and its own part of the model.
+    let job = first["id"].as_str().unwrap();
+    let model = format!("model-{job}");
+    assert_eq!(result["model"], model.as_str());
+    let host_job = ok(&["job", "status", "--node", &cluster.provider.arg(), job]);
+    assert_eq!(host_job["state"], "succeeded", "{host_job}");
+    assert_eq!(host_job["transcript_sha256"], first["transcript_sha256"]);
+    assert_eq!(host_job["result"]["clipped"]["x13"], 2, "{host_job}");
+    assert_eq!(host_job["result"]["clipped"]["x16"], 1, "{host_job}");
+    assert_eq!(host_job["result"]["clipped"]["x0"], 0, "{host_job}");
+    assert_eq!(host_job["result"]["predicted_rows"], 114);
+    let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), job]);
+    assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
+    assert_eq!(dealer_job["role"], "dealer");
+
+    let guest_part = ok(&["model", "show", "--node", &cluster.consumer.arg(), &model]);
+    let host_part = ok(&["model", "show", "--node", &cluster.provider.arg(), &model]);
+    assert_eq!(guest_part["role"], "guest");
+    assert_eq!(host_part["role"], "host");
+    assert_eq!(guest_part["operator"], "bank");
+    assert_eq!(host_part["operator"], "bank");
+    assert_eq!(guest_part["part"]["weights"].as_array().unwrap().len(), 10);
+    assert!(guest_part["part"]["intercept"].is_number());
+    assert_eq!(host_part["part"]["weights"].as_array().unwrap().len(), 20);
+    assert!(host_part["part"]["intercept"].is_null());
+    assert_eq!(guest_part["datasets"], host_part["datasets"]);
+    assert_eq!(guest_part["parties"], json!(["bank", "shop"]));
+    assert_eq!(guest_part["epsilon"], 0.0);
+
+    // Both audit logs contain the lineage, and neither contains the weights.
+    for node in [&cluster.consumer, &cluster.provider] {
+        let registered = audit_log_events(&node.dir, "model.registered");
+        let entry = registered
+            .iter()
+            .find(|e| e["detail"]["model"] == model.as_str())
+            .unwrap_or_else(|| panic!("{}: no model.registered for {model}", node.name));
+        assert_eq!(entry["detail"]["agreements"], json!([agreement]));
+        assert_eq!(entry["detail"]["datasets"].as_array().unwrap().len(), 2);
+        assert!(entry["detail"]["part_sha256"].is_string());
+        assert!(entry["detail"].get("part").is_none());
+        let completed = audit_log_events(&node.dir, "vertical.completed");
+        assert!(
+            completed
+                .iter()
+                .any(|e| e["detail"]["result"]["model"] == model.as_str()),
+            "{}: no vertical.completed naming {model}",
+            node.name
+        );
+    }
+
+    // A second run on the same data and seed gives the same AUC to four decimals.
+    let clock = Instant::now();
+    let (success, second) = train(&cluster, &agreement, &guest, &split_args);
+    assert!(success, "{second}");
+    eprintln!(
+        "second run: {:.1} s end to end",
+        clock.elapsed().as_secs_f64()
+    );
+    let again = second["result"]["evaluation"]["auc"].as_f64().unwrap();
+    assert_eq!(
+        format!("{auc:.4}"),
+        format!("{again:.4}"),
+        "the AUC of two runs differs"
+    );
+    assert_none_running(&cluster);
+}
+
+#[test]
+fn training_without_split_holds_out_nothing() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let host_csv = std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap();
+    let agreement = cluster.agreement(
+        &host_csv,
+        &host_description("breast_shop"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+    let guest = data_file("breast_hetero_guest.csv");
+    let (success, job) = train(&cluster, &agreement, &guest, &["--rounds", "2"]);
+    assert!(success, "{job}");
+    let result = &job["result"];
+    assert_eq!(result["rows"]["train"], 569);
+    assert_eq!(result["rows"]["test"], 0);
+    assert!(result["evaluation"].is_null());
+    let note = result["evaluation_note"].as_str().unwrap();
+    assert!(note.contains("no split file"), "{note}");
+    assert_eq!(result["epochs"], 2);
+}
+
+#[test]
+fn invalid_requests_are_rejected_without_a_running_job() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let guest = data_file("breast_hetero_guest.csv");
+
+    // An agreement for another action.
+    let ids_policy = policy(
+        "private_set_intersection",
+        (
+            "psi",
+            json!({ "consumer_learns": "intersection", "provider_learns": "nothing",
+                    "id_column": "id", "max_set_size": 1000 }),
+        ),
+    );
+    let small: String = std::fs::read_to_string(data_file("breast_hetero_host.csv"))
+        .unwrap()
+        .lines()
+        .take(50)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let psi_agreement = cluster.agreement(
+        &small,
+        &host_description("shop_ids"),
+        &ids_policy,
+        "credit_scoring",
+    );
+    let message = fails(&[
+        "train",
+        "--node",
+        &cluster.consumer.arg(),
+        "--kind",
+        "vertical",
+        "--agreement",
+        &psi_agreement,
+        "--data",
+        &guest,
+    ]);
+    assert!(message.contains("not federated training"), "{message}");
+    assert!(message.contains("private_set_intersection"), "{message}");
+
+    // An agreement for horizontal training.
+    let mut labelled = host_description("shop_labelled");
+    labelled["columns"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "y", "type": "integer", "role": "attribute" }));
+    let mut labelled_csv = String::new();
+    for (i, line) in small.lines().enumerate() {
+        let label = if i == 0 { "y" } else { "1" };
+        labelled_csv.push_str(&format!("{line},{label}\n"));
+    }
+    let horizontal_policy = policy(
+        "federated_training",
+        (
+            "training",
+            json!({ "kind": "horizontal", "feature_columns": ["x0", "x1"], "label_column": "y",
+                    "max_rounds": 20, "model_operator": "consumer",
+                    "max_prediction_rows": 200 }),
+        ),
+    );
+    let horizontal = cluster.agreement(
+        &labelled_csv,
+        &labelled,
+        &horizontal_policy,
+        "credit_scoring",
+    );
+    let (success, output) = train(&cluster, &horizontal, &guest, &[]);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("horizontal federated training, not vertical"),
+        "{message}"
+    );
+
+    let agreement = cluster.agreement(
+        &std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap(),
+        &host_description("breast_shop"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+
+    // A data file that does not exist.
+    let missing = cluster.root.path().join("missing.csv");
+    let (success, output) = train(&cluster, &agreement, &missing.to_string_lossy(), &[]);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("missing.csv"), "{message}");
+
+    // A label other than 0 or 1: the error names the row and the value.
+    let mut bad = String::new();
+    for line in std::fs::read_to_string(&guest).unwrap().lines() {
+        let mut fields: Vec<&str> = line.split(',').collect();
+        if fields[0] == "273" {
+            fields[1] = "2";
+        }
+        bad.push_str(&fields.join(","));
+        bad.push('\n');
+    }
+    let bad_file = cluster.write("bad_labels.csv", &bad);
+    let (success, output) = train(&cluster, &agreement, &bad_file, &[]);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"273\""), "{message}");
+    assert!(message.contains("\"2\""), "{message}");
+    assert!(message.contains("label"), "{message}");
+
+    // More epochs than the agreement's max_rounds.
+    let (success, output) = train(&cluster, &agreement, &guest, &["--rounds", "50"]);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_rounds of 20"), "{message}");
+
+    assert_none_running(&cluster);
+}
+
+#[test]
+fn missing_host_value_stays_in_host_log() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let mut gap = String::new();
+    for line in std::fs::read_to_string(data_file("breast_hetero_host.csv"))
+        .unwrap()
+        .lines()
+    {
+        let mut fields: Vec<&str> = line.split(',').collect();
+        if fields[0] == "42" {
+            fields[4] = "";
+        }
+        gap.push_str(&fields.join(","));
+        gap.push('\n');
+    }
+    let agreement = cluster.agreement(
+        &gap,
+        &host_description("shop_gap"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+    let guest = data_file("breast_hetero_guest.csv");
+    let (success, output) = train(&cluster, &agreement, &guest, &[]);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("failed its checks"), "{message}");
+    assert!(
+        !message.contains("\"42\""),
+        "the guest sees no host row: {message}"
+    );
+
+    let host_jobs = jobs(&cluster.provider);
+    let failed = host_jobs
+        .iter()
+        .find(|job| job["kind"] == "vertical")
+        .unwrap();
+    assert_eq!(failed["state"], "failed");
+    let reason = failed["error"].as_str().unwrap();
+    assert!(reason.contains("\"42\""), "{reason}");
+    assert!(reason.contains("\"x3\""), "{reason}");
+    assert_none_running(&cluster);
+}
+
+/// Writes `rows` rows of `columns` features (and labels for the guest) from a fixed
+/// generator; the label depends on the first feature of each side.
+fn wide_csv(rows: usize, columns: usize, labels: bool, salt: u64) -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ salt;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
+    };
+    let mut header = vec!["id".to_owned()];
+    if labels {
+        header.push("y".into());
+    }
+    header.extend((0..columns).map(|j| format!("x{j}")));
+    let mut csv = header.join(",") + "\n";
+    for i in 0..rows {
+        let values: Vec<f64> = (0..columns).map(|_| next()).collect();
+        let mut fields = vec![i.to_string()];
+        if labels {
+            fields.push(if values[0] > 0.0 { "1" } else { "0" }.into());
+        }
+        fields.extend(values.iter().map(|v| format!("{v:.4}")));
+        csv.push_str(&(fields.join(",") + "\n"));
+    }
+    csv
+}
+
+#[test]
+fn messages_above_four_mib_travel_in_parts() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let (rows, guest_columns, host_columns) = (2_000, 140, 150);
+    let mut description = host_description("wide_shop");
+    let columns: Vec<Value> = std::iter::once(json!({ "name": "id", "type": "integer",
+                                                      "role": "identifier" }))
+    .chain((0..host_columns).map(|j| {
+        json!({ "name": format!("x{j}"), "type": "float", "role": "attribute",
+                    "bounds": { "lower": -10.0, "upper": 10.0 } })
+    }))
+    .collect();
+    description["columns"] = json!(columns);
+    let mut policy = vertical_policy();
+    let features: Vec<String> = (0..host_columns).map(|j| format!("x{j}")).collect();
+    policy["training"]["feature_columns"] = json!(features);
+    let agreement = cluster.agreement(
+        &wide_csv(rows, host_columns, false, 1),
+        &description,
+        &policy,
+        "credit_scoring",
+    );
+    let guest = cluster.write("wide_guest.csv", &wide_csv(rows, guest_columns, true, 2));
+
+    let (success, job) = train(&cluster, &agreement, &guest, &["--rounds", "1"]);
+    assert!(success, "{job}");
+    let result = &job["result"];
+    assert_eq!(result["rows"]["train"], rows);
+    // Each side's masked features exceed 4 MiB: 2,000 rows of 141 and 150 elements of 16 bytes.
+    let traffic = &result["traffic"]["host"];
+    assert!(
+        traffic["request_bytes"].as_u64().unwrap() > 6 << 20,
+        "{traffic}"
+    );
+    assert!(
+        traffic["response_bytes"].as_u64().unwrap() > 6 << 20,
+        "{traffic}"
+    );
+    let host_job = ok(&[
+        "job",
+        "status",
+        "--node",
+        &cluster.provider.arg(),
+        job["id"].as_str().unwrap(),
+    ]);
+    assert_eq!(host_job["state"], "succeeded", "{host_job}");
+}
+
+/// Sends signed requests to the exchange under one participant's own key.
+struct ExchangeCaller {
+    runtime: tokio::runtime::Runtime,
+    client: PeerClient,
+    exchange: Peer,
+}
+
+impl ExchangeCaller {
+    fn new(cluster: &Cluster, node: &common::NodeProcess) -> Self {
+        let identity = NodeIdentity::load(&node.name, node.dir.join("identity.key")).unwrap();
+        let exchange_key =
+            NodeIdentity::load("exchange", cluster.exchange.dir.join("identity.key"))
+                .unwrap()
+                .public_key();
+        let exchange = Peer::new("exchange", &cluster.exchange.endpoint(), exchange_key).unwrap();
+        Self {
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+            client: PeerClient::new(Arc::new(identity)),
+            exchange,
+        }
+    }
+
+    /// Posts `body` and returns the response, or the status and message of the rejection.
+    fn post(&self, path: &str, body: &Value) -> Result<Value, (u16, String)> {
+        let outcome = self
+            .runtime
+            .block_on(self.client.post_json(&self.exchange, path, body));
+        match outcome {
+            Ok(response) => Ok(response.body),
+            Err(PeerError::Rejected {
+                status, message, ..
+            }) => Err((status.as_u16(), message)),
+            Err(other) => panic!("request to {path} failed in transport: {other}"),
+        }
+    }
+}
+
+#[test]
+fn dealer_serves_only_the_host_in_order() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let host_csv = std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap();
+    let agreement = cluster.agreement(
+        &host_csv,
+        &host_description("breast_shop"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+    let bank = ExchangeCaller::new(&cluster, &cluster.consumer);
+    let shop = ExchangeCaller::new(&cluster, &cluster.provider);
+    let mut plan = Plan::with_defaults(455, 10, 20);
+    plan.epochs = 2;
+    let open = |job: &str, agreement: &str, guest: &str, plan: &Plan| {
+        json!({ "job": job, "agreement": agreement, "guest": guest, "host": "shop",
+                "plan": plan })
+    };
+
+    // Opening checks the signer, the agreement and the plan.
+    let (status, message) = shop
+        .post("/jobs/dealer", &open("d-0", &agreement, "bank", &plan))
+        .unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    let (status, message) = bank
+        .post("/jobs/dealer", &open("d-1", "agr-unknown", "bank", &plan))
+        .unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("did not countersign"), "{message}");
+    let mut long = plan.clone();
+    long.epochs = 21;
+    let (status, message) = bank
+        .post("/jobs/dealer", &open("d-2", &agreement, "bank", &long))
+        .unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("max_rounds"), "{message}");
+
+    // Only the host receives its seed and corrections, and only in order.
+    let opened = bank
+        .post("/jobs/dealer", &open("d-3", &agreement, "bank", &plan))
+        .unwrap();
+    assert!(opened["guest_seed"].is_string());
+    let seed = json!({ "plan": plan });
+    let (status, _) = bank.post("/jobs/d-3/dealer/seed", &seed).unwrap_err();
+    assert_eq!(status, 403);
+    let (status, _) = bank
+        .post("/jobs/d-3/dealer/corrections", &json!({ "step": 0 }))
+        .unwrap_err();
+    assert_eq!(status, 403);
+    let (status, _) = shop.post("/jobs/d-3/dealer/close", &json!({})).unwrap_err();
+    assert_eq!(status, 403);
+    let host_seed = shop.post("/jobs/d-3/dealer/seed", &seed).unwrap();
+    assert!(host_seed["host_seed"].is_string());
+    assert_ne!(host_seed["host_seed"], opened["guest_seed"]);
+    let (status, _) = shop.post("/jobs/d-3/dealer/seed", &seed).unwrap_err();
+    assert_eq!(status, 409, "the seed is sent once");
+
+    // A second request for the seed ended the session.
+    let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-3"]);
+    assert_eq!(dealer_job["state"], "failed", "{dealer_job}");
+
+    let opened = bank
+        .post("/jobs/dealer", &open("d-4", &agreement, "bank", &plan))
+        .unwrap();
+    assert!(opened["guest_seed"].is_string());
+    shop.post("/jobs/d-4/dealer/seed", &seed).unwrap();
+    let step = shop
+        .post("/jobs/d-4/dealer/corrections", &json!({ "step": 0 }))
+        .unwrap();
+    assert_eq!(step["step"], 0);
+    assert!(!step["corrections"].as_str().unwrap().is_empty());
+    let (status, message) = shop
+        .post("/jobs/d-4/dealer/corrections", &json!({ "step": 5 }))
+        .unwrap_err();
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("step 1 is next"), "{message}");
+    let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-4"]);
+    assert_eq!(dealer_job["state"], "failed", "{dealer_job}");
+
+    // The guest closes a session, which records what was served.
+    bank.post("/jobs/dealer", &open("d-5", &agreement, "bank", &plan))
+        .unwrap();
+    let closed = bank.post("/jobs/d-5/dealer/close", &json!({})).unwrap();
+    assert_eq!(closed["steps_served"], 0);
+    let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-5"]);
+    assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
+    assert_none_running(&cluster);
+}
