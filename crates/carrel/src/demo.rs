@@ -88,6 +88,12 @@ pub async fn run(keep: Option<PathBuf>, out: &Output) -> anyhow::Result<()> {
         Ok(()) => crate::demo_joint::story(&base, &pin, &mut nodes, &mut report).await,
         Err(error) => Err(error),
     };
+    let joint = match joint {
+        Ok(dirs) => crate::demo_learn::story(&base, &dirs, &mut report)
+            .await
+            .map(|()| dirs),
+        Err(error) => Err(error),
+    };
 
     // The nodes stop before their logs are verified, so the databases are at rest.
     for name in nodes.stop_all() {
@@ -437,7 +443,7 @@ impl<'o> Report<'o> {
             self.out.value("demo", &Value::Object(self.json));
         } else {
             println!(
-                "\nDemo finished: only results that an agreement permits left a node: noisy aggregates, and the size of an intersection."
+                "\nDemo finished: only results that an agreement permits left a node: noisy aggregates, the size of an intersection, each party's own part of a trained model and the scores it was evaluated on."
             );
         }
     }

@@ -54,6 +54,10 @@ const BANK_SEED: u64 = 0xB44E_0001;
 const SHOP_SEED: u64 = 0x540F_0002;
 const OVERLAP_SEED: u64 = 0x0E41_0003;
 
+/// Bound the lenders declare for each standardised feature: the largest absolute value in
+/// their files is 72.8, so nothing is clipped.
+pub const LENDER_BOUND: f64 = 80.0;
+
 /// Bounds the shop declares for its standardised feature `x0`.
 const X0_BOUNDS: (f64, f64) = (-3.0, 7.0);
 
@@ -255,7 +259,7 @@ pub async fn story(
     Ok(dirs)
 }
 
-async fn run_job(
+pub(crate) async fn run_job(
     client: &AdminClient,
     path: &str,
     body: Value,
@@ -268,7 +272,11 @@ async fn run_job(
     follow_job(client, job, report.out).await
 }
 
-async fn publish(client: &AdminClient, title: &str, policy: Value) -> anyhow::Result<String> {
+pub(crate) async fn publish(
+    client: &AdminClient,
+    title: &str,
+    policy: Value,
+) -> anyhow::Result<String> {
     let dataset = policy["dataset"].as_str().unwrap_or_default().to_owned();
     let mut policy = policy;
     if let Some(map) = policy.as_object_mut() {
@@ -286,14 +294,14 @@ async fn publish(client: &AdminClient, title: &str, policy: Value) -> anyhow::Re
         .to_owned())
 }
 
-fn agreement_id(signed: &Value) -> anyhow::Result<String> {
+pub(crate) fn agreement_id(signed: &Value) -> anyhow::Result<String> {
     Ok(signed["agreement"]["@id"]
         .as_str()
         .context("the agreement has no id")?
         .to_owned())
 }
 
-fn classification() -> Value {
+pub(crate) fn classification() -> Value {
     json!({ "level": "general", "personal_information": true,
             "sensitive_personal_information": false, "region": "TW" })
 }
@@ -320,7 +328,8 @@ fn lender_description(name: &str, header: &str) -> Value {
             "id" => json!({ "name": "id", "type": "integer", "role": "identifier" }),
             "y" => json!({ "name": "y", "type": "integer", "role": "sensitive",
                            "bounds": { "lower": 0, "upper": 1 } }),
-            other => json!({ "name": other, "type": "float", "role": "attribute" }),
+            other => json!({ "name": other, "type": "float", "role": "attribute",
+                             "bounds": { "lower": -LENDER_BOUND, "upper": LENDER_BOUND } }),
         })
         .collect();
     json!({
@@ -333,7 +342,7 @@ fn lender_description(name: &str, header: &str) -> Value {
     })
 }
 
-fn base_policy(action: &str) -> Value {
+pub(crate) fn base_policy(action: &str) -> Value {
     let now = OffsetDateTime::now_utc();
     let format = &time::format_description::well_known::Rfc3339;
     json!({

@@ -27,6 +27,7 @@ mod bench_learn;
 mod cluster;
 mod demo;
 mod demo_joint;
+mod demo_learn;
 mod exact;
 mod output;
 
