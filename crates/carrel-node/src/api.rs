@@ -11,7 +11,7 @@
 //! | `POST /jobs/psi`, `POST /jobs/{id}/psi/...` (provider) | consumers, see [`crate::psi`] |
 //! | `POST /jobs/secagg`, `POST /jobs/{id}/secagg/...` (provider) | consumers, see [`crate::secagg`] |
 //! | `POST /jobs/join`, `POST /jobs/{id}/join/...` (provider) | consumers, see [`crate::join`] |
-//! | `POST /jobs/vertical`, `POST /jobs/{id}/vertical/...` (host); `POST /jobs/dealer`, `POST /jobs/{id}/dealer/...` (exchange) | the guest and the host, see [`crate::training::vertical`] and [`crate::training::dealer`] |
+//! | `POST /jobs/vertical`, `POST /jobs/{id}/vertical/...`, `POST /jobs/predict` (host); `POST /jobs/dealer`, `POST /jobs/{id}/dealer/...` (exchange) | the guest and the host, see [`crate::training::vertical`] and [`crate::training::dealer`] |
 //! | `POST /jobs/{id}/train/...` (provider) | the coordinator of a horizontal training, see [`crate::training::horizontal`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
@@ -109,6 +109,7 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/admin/jobs/secagg", post(start_secagg))
             .route("/admin/jobs/join", post(start_join))
             .route("/admin/jobs/train", post(start_training))
+            .route("/admin/jobs/predict", post(start_prediction))
             .route("/admin/models", get(list_models))
             .route("/admin/models/{id}", get(show_model));
     }
@@ -139,6 +140,7 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/jobs/{id}/vertical/reply", post(vertical_reply))
             .route("/jobs/{id}/vertical/predict", post(vertical_predict))
             .route("/jobs/{id}/vertical/finish", post(vertical_finish))
+            .route("/jobs/predict", post(vertical_prediction))
     };
     // Horizontal federated training: the provider's steps.
     if !node.is_exchange() {
@@ -497,6 +499,17 @@ async fn start_training(
     crate::training::start(node.clone(), request).map(Json)
 }
 
+async fn start_prediction(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<crate::training::predict::StartPrediction>,
+) -> Reply {
+    admin(&node, &signer)?;
+    crate::training::predict::start(node.clone(), request)
+        .await
+        .map(Json)
+}
+
 async fn list_models(State(node): Shared, signer: VerifiedSigner) -> Reply {
     admin(&node, &signer)?;
     let models = node.store.read(crate::models::list)?;
@@ -684,6 +697,16 @@ async fn vertical_finish(
     Json(finish): Json<vertical::Finish>,
 ) -> Reply {
     vertical::finish(node.clone(), signer.name(), &id, finish)
+        .await
+        .map(Json)
+}
+
+async fn vertical_prediction(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<vertical::PredictionRequest>,
+) -> Reply {
+    vertical::serve_prediction(node.clone(), signer.name(), request)
         .await
         .map(Json)
 }

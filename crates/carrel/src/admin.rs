@@ -229,6 +229,28 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
             let done = follow_job(&client, job, out).await?;
             out.value("training", &done);
         }
+        Command::Predict {
+            node,
+            model,
+            data,
+            id_column,
+            output,
+        } => {
+            let client = AdminClient::open(&node.node)?;
+            let data = std::fs::canonicalize(&data)
+                .with_context(|| format!("cannot find the data file {}", data.display()))?;
+            let output = std::path::absolute(&output)
+                .with_context(|| format!("cannot resolve the output path {}", output.display()))?;
+            let body = json!({ "model": model, "data": data, "id_column": id_column,
+                               "output": output });
+            let started = client.post("/admin/jobs/predict", body).await?;
+            let job = started["job"]
+                .as_str()
+                .context("the node returned no job id")?;
+            out.progress(&format!("job {job} started"));
+            let done = follow_job(&client, job, out).await?;
+            out.value("prediction", &done);
+        }
         Command::Model {
             command: ModelCommand::Show { node, id },
         } => {

@@ -236,6 +236,24 @@ enum Command {
     /// Train a logistic-regression model across parties (consumer); waits for the
     /// model, showing progress per round or epoch.
     Train(Box<TrainArgs>),
+    /// Score the rows of a CSV file with a trained model, as a job under the training
+    /// agreement (the model's operator); waits for the result.
+    Predict {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Model id, such as model-<training job id>.
+        #[arg(long)]
+        model: String,
+        /// CSV file with the ids and this node's feature columns of the model.
+        #[arg(long)]
+        data: PathBuf,
+        /// Id column of the data file.
+        #[arg(long, default_value = "id")]
+        id_column: String,
+        /// CSV file to write, with the columns id, logit and probability.
+        #[arg(long, default_value = "predictions.csv")]
+        output: PathBuf,
+    },
     /// Show the trained models this node holds a part of.
     Model {
         #[command(subcommand)]

@@ -395,6 +395,60 @@ fn lenders_reach_pooled_auc_repeatably() {
         second_run["result"]["model"].as_str().unwrap(),
     );
     assert_eq!(bits(&again), (weights, intercept));
+
+    // The operator scores new rows locally with the whole model; a lender may not.
+    let rows: String = std::fs::read_to_string(&test_data)
+        .unwrap()
+        .lines()
+        .take(501)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let rows_file = cluster.write("new_rows.csv", &rows);
+    let output = cluster.root.path().join("predictions.csv");
+    let predict_args = |node: &NodeProcess| {
+        vec![
+            "predict".to_owned(),
+            "--node".to_owned(),
+            node.arg(),
+            "--model".to_owned(),
+            model_id.to_owned(),
+            "--data".to_owned(),
+            rows_file.clone(),
+            "--output".to_owned(),
+            output.to_string_lossy().into_owned(),
+        ]
+    };
+    let args = predict_args(&cluster.consumer);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let predicted = ok(&args);
+    assert_eq!(predicted["result"]["scored"], 500, "{predicted}");
+    assert_eq!(predicted["peers"], json!([]));
+    let text = std::fs::read_to_string(&output).unwrap();
+    for (line, row) in text.lines().skip(1).zip(rows.lines().skip(1)) {
+        let values: Vec<f64> = row.split(',').skip(2).map(|v| v.parse().unwrap()).collect();
+        let expected: f64 = local
+            .weights
+            .iter()
+            .zip(&values)
+            .map(|(w, x)| w * x)
+            .sum::<f64>()
+            + local.intercept;
+        let logit: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!(
+            (logit - expected).abs() < 1e-9,
+            "{line}: expected {expected}"
+        );
+    }
+    let completed = audit_log_events(&cluster.consumer.dir, "predict.completed");
+    assert!(
+        completed
+            .iter()
+            .any(|e| e["detail"]["job"] == predicted["id"])
+    );
+    let args = predict_args(&cluster.provider);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let message = fails(&args);
+    assert!(message.contains("not the operator"), "{message}");
     assert_none_running(&[&cluster.consumer, &cluster.provider, &second, &third]);
 }
 

@@ -608,3 +608,289 @@ fn dealer_serves_only_the_host_in_order() {
     assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
     assert_none_running(&cluster);
 }
+
+/// Trains on the breast data with the seed0 split and returns the agreement and the
+/// finished training job.
+fn trained_breast_model(cluster: &Cluster, extra: &[&str]) -> (String, Value) {
+    let host_csv = std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap();
+    let agreement = cluster.agreement(
+        &host_csv,
+        &host_description("breast_shop"),
+        &vertical_policy(),
+        "credit_scoring",
+    );
+    let guest = data_file("breast_hetero_guest.csv");
+    let splits = data_file("splits/breast_hetero_splits.csv");
+    let mut args = vec!["--split-file", splits.as_str(), "--split", "seed0"];
+    args.extend_from_slice(extra);
+    let (success, job) = train(cluster, &agreement, &guest, &args);
+    assert!(success, "{job}");
+    (agreement, job)
+}
+
+/// Returns the guest's rows whose ids `keep` accepts, with the header line.
+fn guest_rows(keep: impl Fn(&str) -> bool) -> String {
+    let text = std::fs::read_to_string(data_file("breast_hetero_guest.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{}\n", lines.next().unwrap());
+    for line in lines.filter(|line| keep(line.split(',').next().unwrap())) {
+        csv.push_str(line);
+        csv.push('\n');
+    }
+    csv
+}
+
+/// Returns the ids that column seed0 of the breast split file marks `test`.
+fn seed0_test_ids() -> std::collections::HashSet<String> {
+    let text = std::fs::read_to_string(data_file("splits/breast_hetero_splits.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[1] == "test").then(|| fields[0].to_owned())
+        })
+        .collect()
+}
+
+fn predict(
+    cluster: &Cluster,
+    node: &common::NodeProcess,
+    model: &str,
+    data: &str,
+) -> (bool, Value) {
+    let output = cluster.root.path().join("predictions.csv");
+    carrel(&[
+        "predict",
+        "--node",
+        &node.arg(),
+        "--model",
+        model,
+        "--data",
+        data,
+        "--output",
+        output.to_str().unwrap(),
+    ])
+}
+
+fn predict_jobs(node: &common::NodeProcess) -> usize {
+    jobs(node)
+        .iter()
+        .filter(|job| job["kind"] == "predict")
+        .count()
+}
+
+#[test]
+fn prediction_reproduces_training_evaluation() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let (agreement, trained) = trained_breast_model(&cluster, &[]);
+    let uses = |record: Value| record.pointer("/agreement/queries_used").unwrap().as_u64();
+    let before = uses(ok(&[
+        "agreement",
+        "--node",
+        &cluster.provider.arg(),
+        &agreement,
+    ]));
+    let evaluation = &trained["result"]["evaluation"];
+    let model = trained["result"]["model"].as_str().unwrap().to_owned();
+
+    // The held-out rows, and one id that the shop does not hold.
+    let test_ids = seed0_test_ids();
+    let mut csv = guest_rows(|id| test_ids.contains(id));
+    let first_row = csv.lines().nth(1).unwrap().to_owned();
+    let (_, rest) = first_row.split_once(',').unwrap();
+    csv.push_str(&format!("unknown-7,{rest}\n"));
+    let data = cluster.write("new_rows.csv", &csv);
+
+    let clock = Instant::now();
+    let (success, job) = predict(&cluster, &cluster.consumer, &model, &data);
+    assert!(success, "{job}");
+    eprintln!(
+        "prediction: {:.2} s end to end",
+        clock.elapsed().as_secs_f64()
+    );
+    let result = &job["result"];
+    assert_eq!(job["kind"], "predict");
+    assert_eq!(result["rows"], 115, "{result}");
+    assert_eq!(result["scored"], 114, "{result}");
+    assert_eq!(result["missing"], 1, "{result}");
+    let after = uses(ok(&[
+        "agreement",
+        "--node",
+        &cluster.provider.arg(),
+        &agreement,
+    ]));
+    assert_eq!(
+        after,
+        before.map(|n| n + 1),
+        "a prediction is one use of the agreement"
+    );
+
+    // The scores give the training's evaluation on the held-out rows.
+    let output = cluster.root.path().join("predictions.csv");
+    assert_eq!(result["output"], output.to_str().unwrap());
+    let labels: std::collections::HashMap<String, f64> = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0].to_owned(), fields[1].parse().unwrap())
+        })
+        .collect();
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,logit,probability"));
+    let (mut logits, mut truth, mut blank) = (Vec::new(), Vec::new(), Vec::new());
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields[1].is_empty() {
+            assert!(fields[2].is_empty(), "{line}");
+            blank.push(fields[0].to_owned());
+            continue;
+        }
+        let logit: f64 = fields[1].parse().unwrap();
+        let probability: f64 = fields[2].parse().unwrap();
+        assert!(
+            (probability - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-12,
+            "{line}"
+        );
+        logits.push(logit);
+        truth.push(labels[fields[0]]);
+    }
+    assert_eq!(blank, vec!["unknown-7".to_owned()]);
+    let scored = carrel_learn::metrics::Evaluation::from_logits(&logits, &truth).unwrap();
+    for metric in ["auc", "log_loss", "accuracy", "ks"] {
+        let reported = evaluation[metric].as_f64().unwrap();
+        let value = serde_json::to_value(&scored).unwrap()[metric]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (value - reported).abs() < 1e-9,
+            "{metric}: {value} from the predictions, {reported} from training"
+        );
+    }
+
+    // Both parties record the job with the same hashes and no values.
+    let id = job["id"].as_str().unwrap();
+    let host_job = ok(&["job", "status", "--node", &cluster.provider.arg(), id]);
+    assert_eq!(host_job["state"], "succeeded", "{host_job}");
+    assert_eq!(host_job["role"], "host");
+    assert_eq!(host_job["result"]["missing"], 1, "{host_job}");
+    assert_eq!(host_job["transcript_sha256"], job["transcript_sha256"]);
+    for node in [&cluster.consumer, &cluster.provider] {
+        let started = audit_log_events(&node.dir, "job.started");
+        assert!(
+            started
+                .iter()
+                .any(|e| e["detail"]["job"] == id && e["detail"]["kind"] == "predict"),
+            "{}: no job.started for {id}",
+            node.name
+        );
+        let completed = audit_log_events(&node.dir, "predict.completed");
+        let entry = completed
+            .iter()
+            .find(|e| e["detail"]["job"] == id)
+            .unwrap_or_else(|| panic!("{}: no predict.completed for {id}", node.name));
+        let detail = &entry["detail"]["result"];
+        assert_eq!(detail["model"], model.as_str());
+        assert_eq!(detail["ids_sha256"], result["ids_sha256"]);
+        assert_eq!(detail["host_logits_sha256"], result["host_logits_sha256"]);
+        assert!(detail.get("logits").is_none());
+        assert!(!entry.to_string().contains(&logits[0].to_string()));
+    }
+    assert_none_running(&cluster);
+}
+
+/// Sends signed requests to one node under another participant's own key.
+fn post_as(
+    caller: &common::NodeProcess,
+    target: &common::NodeProcess,
+    path: &str,
+    body: &Value,
+) -> Result<Value, (u16, String)> {
+    let identity = NodeIdentity::load(&caller.name, caller.dir.join("identity.key")).unwrap();
+    let target_key = NodeIdentity::load(&target.name, target.dir.join("identity.key"))
+        .unwrap()
+        .public_key();
+    let peer = Peer::new(&target.name, &target.endpoint(), target_key).unwrap();
+    let client = PeerClient::new(Arc::new(identity));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    match runtime.block_on(client.post_json(&peer, path, body)) {
+        Ok(response) => Ok(response.body),
+        Err(PeerError::Rejected {
+            status, message, ..
+        }) => Err((status.as_u16(), message)),
+        Err(other) => panic!("request to {path} failed in transport: {other}"),
+    }
+}
+
+#[test]
+fn prediction_rejections_change_nothing() {
+    let cluster = Cluster::start_with_names("shop", "bank");
+    let (agreement, trained) = trained_breast_model(&cluster, &["--rounds", "2"]);
+    let model = trained["result"]["model"].as_str().unwrap().to_owned();
+    let test_ids = seed0_test_ids();
+    let new_rows = cluster.write("new_rows.csv", &guest_rows(|id| test_ids.contains(id)));
+    let rejected = |node: &common::NodeProcess| audit_log_events(&node.dir, "predict.rejected");
+
+    // An unknown model.
+    let (success, output) = predict(&cluster, &cluster.consumer, "model-unknown", &new_rows);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"model-unknown\" not found"), "{message}");
+
+    // The host's part: predictions are asked by the guest.
+    let (success, output) = predict(&cluster, &cluster.provider, &model, &new_rows);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("as the host"), "{message}");
+
+    // All 569 rows, above the agreement's max_prediction_rows of 200.
+    let all_rows = data_file("breast_hetero_guest.csv");
+    let (success, output) = predict(&cluster, &cluster.consumer, &model, &all_rows);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_prediction_rows of 200"), "{message}");
+    assert_eq!(rejected(&cluster.consumer).len(), 2);
+    assert_eq!(rejected(&cluster.provider).len(), 1);
+
+    // Another participant, signing with its own key, is not the operator.
+    let other = cluster.add_provider("other");
+    let ids: Vec<&String> = test_ids.iter().take(5).collect();
+    let request = json!({ "job": "p-1", "model": model, "agreement": agreement, "ids": ids });
+    let (status, message) =
+        post_as(&other, &cluster.provider, "/jobs/predict", &request).unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains("\"other\" is not the operator"),
+        "{message}"
+    );
+    assert_eq!(rejected(&cluster.provider).len(), 2);
+    let used = ok(&["agreement", "--node", &cluster.provider.arg(), &agreement]);
+
+    // A revoked agreement.
+    ok(&["revoke", "--node", &cluster.consumer.arg(), &agreement]);
+    let (success, output) = predict(&cluster, &cluster.consumer, &model, &new_rows);
+    assert!(!success, "{output}");
+    let message = output["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("revoked"), "{message}");
+    let (status, message) = post_as(
+        &cluster.consumer,
+        &cluster.provider,
+        "/jobs/predict",
+        &request,
+    )
+    .unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("revoked"), "{message}");
+
+    // No prediction job started, no use was counted and no output was written.
+    for node in [&cluster.consumer, &cluster.provider] {
+        assert_eq!(predict_jobs(node), 0, "{}", node.name);
+    }
+    assert!(!cluster.root.path().join("predictions.csv").exists());
+    let after = ok(&["agreement", "--node", &cluster.provider.arg(), &agreement]);
+    let count = |record: &Value| record.pointer("/agreement/queries_used").cloned();
+    assert!(count(&used).is_some_and(|n| n.is_u64()), "{used}");
+    assert_eq!(count(&after), count(&used), "{after}");
+    assert_none_running(&cluster);
+}

@@ -57,7 +57,7 @@ impl Plan {
             guest_features,
             host_features,
             epochs: 10,
-            batch_size: (rows / 16).clamp(32, 2048),
+            batch_size: (rows / 8).clamp(32, 4096),
             learning_rate: 0.2,
             momentum: 0.9,
             c: 1.0,

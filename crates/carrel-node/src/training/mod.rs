@@ -108,4 +108,5 @@ pub fn start(node: Arc<Node>, request: StartTraining) -> NodeResult<Value> {
 
 pub mod dealer;
 pub mod horizontal;
+pub mod predict;
 pub mod vertical;

@@ -84,7 +84,11 @@ pub(super) fn read_guest_table(request: &StartTraining, rule: &IdRule) -> NodeRe
 }
 
 /// Returns the canonical ids of the table's rows, in row order.
-fn canonical_ids(table: &FeatureTable, rule: &IdRule, path: &Path) -> NodeResult<IdList> {
+pub(super) fn canonical_ids(
+    table: &FeatureTable,
+    rule: &IdRule,
+    path: &Path,
+) -> NodeResult<IdList> {
     let mut collector = IdCollector::default();
     let mut first: HashMap<String, usize> = HashMap::new();
     for (row, id) in table.ids.iter().enumerate() {

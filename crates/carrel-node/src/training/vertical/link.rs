@@ -277,6 +277,11 @@ pub(super) async fn start_party(
     Ok(bridge)
 }
 
+/// A request for one step's corrections, running on the runtime.
+type CorrectionsCall = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
+>;
+
 /// Context of the host's party thread: the node, the runtime, the job, the dealer and the
 /// plan.
 struct PartyThread {
@@ -290,8 +295,20 @@ struct PartyThread {
 
 impl PartyThread {
     fn train(&self, party: &mut Party, end: &mut PartyEnd) -> Result<Outcome, String> {
-        let mut correlation =
-            HostCorrelation::new(self.plan.clone(), self.seed, |step| self.corrections(step));
+        // The next step's corrections are requested as soon as this step's arrive, so the
+        // dealer's work and the round trip overlap the parties' exchanges.
+        let steps = u64::from(self.plan.epochs) * self.plan.steps_per_epoch() as u64;
+        let mut pending: Option<(u64, CorrectionsCall)> = None;
+        let mut correlation = HostCorrelation::new(self.plan.clone(), self.seed, |step| {
+            let reply = match pending.take() {
+                Some((next, call)) if next == step => self.handle.block_on(call),
+                _ => self.handle.block_on(self.request_corrections(step)),
+            };
+            if step + 1 < steps {
+                pending = Some((step + 1, self.spawn_corrections(step + 1)));
+            }
+            self.decode_corrections(step, reply)
+        });
         let mut progress = |report: EpochReport, checkpoint: &Checkpoint| {
             self.epoch_done(report, checkpoint);
         };
@@ -305,18 +322,37 @@ impl PartyThread {
         })
     }
 
-    fn corrections(&self, step: u64) -> Result<Vec<u8>, VerticalError> {
+    /// Starts the request for the corrections of `step` on the runtime.
+    fn spawn_corrections(&self, step: u64) -> CorrectionsCall {
+        let node = self.node.clone();
+        let exchange = self.exchange.clone();
         let path = format!("/jobs/{}/dealer/corrections", self.job);
-        let request = CorrectionsRequest { step };
+        let call = self.handle.spawn(async move {
+            node.post(&exchange, &path, &CorrectionsRequest { step })
+                .await
+                .map_err(|e| e.to_string())
+        });
+        Box::pin(async move {
+            call.await
+                .map_err(|e| format!("the request task failed: {e}"))?
+        })
+    }
+
+    /// Requests the corrections of `step` now.
+    fn request_corrections(&self, step: u64) -> CorrectionsCall {
+        self.spawn_corrections(step)
+    }
+
+    fn decode_corrections(
+        &self,
+        step: u64,
+        reply: Result<serde_json::Value, String>,
+    ) -> Result<Vec<u8>, VerticalError> {
         let failed = |e: String| {
             VerticalError::Transport(format!("the dealer's corrections of step {step}: {e}"))
         };
-        let reply = self
-            .handle
-            .block_on(self.node.post(&self.exchange, &path, &request))
+        let reply: StepCorrections = serde_json::from_value(reply.map_err(failed)?)
             .map_err(|e| failed(e.to_string()))?;
-        let reply: StepCorrections =
-            serde_json::from_value(reply).map_err(|e| failed(e.to_string()))?;
         if reply.step != step {
             return Err(failed(format!("the dealer sent step {}", reply.step)));
         }

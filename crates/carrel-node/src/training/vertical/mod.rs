@@ -25,6 +25,7 @@
 //! | close | guest to exchange: `POST /jobs/{id}/dealer/close` after the last epoch | - |
 //! | evaluate | guest to host: `POST /jobs/{id}/vertical/predict` with the test identifiers | the host's partial logits `X_h w_h` on those rows |
 //! | end | guest to host: `POST /jobs/{id}/vertical/finish` with the guest's transcript hash and dataset hash | the host's transcript hash |
+//! | predict | guest to host, after training, as a job of kind `predict`: `POST /jobs/predict` with the job id, the model id, the agreement and the new rows' identifiers | the host's partial logits on those rows, null for an identifier it does not hold, and its transcript hash |
 //!
 //! A message larger than 4 MiB travels in parts. The guest numbers the exchanges from 0,
 //! and a wrong sequence number, part or tag ends the job. Either side ends the job on any
@@ -39,7 +40,10 @@
 //! use count, which the training increments), and checks revocation and validity again at
 //! every later step. The plan may not run more epochs than the terms' `max_rounds`. The
 //! predictions count as another use of the agreement and may cover at most
-//! `max_prediction_rows` rows. The exchange opens a dealer session only for an agreement
+//! `max_prediction_rows` rows. A later prediction job (see [`crate::training::predict`]) is
+//! checked the same way: the model must be the host's part trained under that agreement,
+//! the requester its operator and the agreement in force with a use left, which the job
+//! takes; it covers at most `max_prediction_rows` rows. The exchange opens a dealer session only for an agreement
 //! that it countersigned, between these two parties, permitting vertical training.
 //!
 //! # Threat model
@@ -56,6 +60,10 @@
 //!   the host's partial logits on the test rows it evaluates. Each partial logit is a
 //!   weighted sum of one person's host features, so it reveals one number about that
 //!   person's host data; the agreement's `max_prediction_rows` bounds how many.
+//! - A prediction job reveals the same to the model's operator: the host's partial logit
+//!   of each requested row that the host holds, one number per person, and which requested
+//!   identifiers the host does not hold. Each job covers at most `max_prediction_rows`
+//!   rows and takes one use of the agreement, so the use count bounds the number of jobs.
 //! - The dealer learns the plan's sizes and nothing of the data: it never receives a
 //!   message that depends on data.
 //! - A dealer that colludes with one party learns the other party's features, because
@@ -70,6 +78,7 @@ mod data;
 mod guest;
 mod host;
 mod link;
+mod predict;
 mod report;
 
 use std::collections::BTreeMap;
@@ -87,6 +96,7 @@ use crate::node::Node;
 pub use guest::start;
 pub use host::{abort, align, exchange, finish, guest_elements, hello, host_doubled};
 pub use host::{host_elements, predict, reply};
+pub use predict::{PredictionReply, PredictionRequest, serve_prediction, start_prediction};
 
 /// Kind of the job in every party's job table.
 pub(crate) const KIND: &str = "vertical";
