@@ -1030,12 +1030,12 @@ fn consumer_restart_ends_running_job() {
 
     cluster.consumer.restart();
 
-    let consumer_job = settled_job(&cluster.consumer, &job, 5);
+    let consumer_job = settled_job(&cluster.consumer, &job, 30);
     assert_eq!(
         consumer_job["state"], "failed",
         "the consumer's job outlived the process that ran it: {consumer_job}"
     );
-    let provider_job = settled_job(&cluster.provider, &job, 5);
+    let provider_job = settled_job(&cluster.provider, &job, 30);
     assert_eq!(
         provider_job["state"], "failed",
         "the provider's run stays open after the consumer restarted: {provider_job}"

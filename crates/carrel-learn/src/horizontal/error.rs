@@ -48,13 +48,14 @@ pub enum TrainingError {
     },
     /// A provider has more rows than the declared bound of the encoding.
     #[error(
-        "party {party} has {rows} rows, more than encoding.max_party_rows = {max}; raise \
+        "party {party} has more rows than encoding.max_party_rows = {max}; raise \
          max_party_rows for every party"
     )]
     TooManyRows {
         /// Index of the provider.
         party: usize,
-        /// Its number of rows.
+        /// Its number of rows, kept for the party's own use and not in the message, which
+        /// reaches the coordinator.
         rows: usize,
         /// Declared bound.
         max: u64,

@@ -272,8 +272,7 @@ impl Provider {
         }
         if (*total_rows as u128) < self.data.len() as u128 {
             return Err(mismatch(format!(
-                "the total row count {total_rows} is below this party's {}",
-                self.data.len()
+                "the total row count {total_rows} is below this party's own row count"
             )));
         }
         Ok(())

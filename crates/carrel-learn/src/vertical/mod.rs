@@ -51,10 +51,12 @@ pub enum VerticalError {
     },
     /// A feature is not finite or too large for the fixed-point encoding.
     #[error(
-        "the value {value} cannot be shared: features must be finite and at most 2^40 in absolute value; clip or standardise the column"
+        "a feature value cannot be shared: features must be finite and at most 2^20 in \
+         absolute value; declare tighter bounds or standardise the column"
     )]
     ValueOutOfRange {
-        /// Value given.
+        /// Value given, kept for the party's own use and not in the message, which may reach
+        /// the other party.
         value: f64,
     },
     /// An input has the wrong number of elements for the plan.
@@ -68,7 +70,7 @@ pub enum VerticalError {
         found: usize,
     },
     /// A label other than 0 or 1.
-    #[error("the label of aligned row {row} is {value}; labels must be 0 or 1")]
+    #[error("the label of aligned row {row} is not 0 or 1; labels must be 0 or 1")]
     BadLabel {
         /// Row index among the aligned rows.
         row: usize,

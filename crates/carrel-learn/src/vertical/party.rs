@@ -14,7 +14,12 @@ use super::ring::{
 };
 use super::{Channel, Correlation, VerticalError};
 
-/// What a party keeps between epochs, so that a restarted node resumes where it stopped.
+/// Fractional bits of the penalty's factor in the update: at 2^-56 the factor of a plan
+/// with ten million rows keeps eight significant digits, and a weight times it stays below
+/// 2^100, clear of the ring's half.
+const DECAY_BITS: u32 = 56;
+
+/// What a party keeps between epochs, from which [`Party::resume`] continues training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Epochs completed.
@@ -433,19 +438,23 @@ impl Party {
 
         // v = momentum v - lr (g / m + lambda * look), w = w + v; the intercept is unpenalised.
         let step_size = encode_constant(self.plan.learning_rate / m as f64);
-        let decay = encode_constant(self.plan.learning_rate * self.plan.lambda());
+        // The penalty's factor lr / (C n) is small on large data, so it is carried at
+        // DECAY_BITS rather than CONST_BITS.
+        let decay = (self.plan.learning_rate * self.plan.lambda() * (1u64 << DECAY_BITS) as f64)
+            .round_ties_even() as u128;
         for owner in 0..2 {
             let columns = self.state.weights[owner].len();
             for j in 0..columns {
                 let penalised = !(owner == Role::Guest.index() && j + 1 == columns);
                 let v = self.state.velocity[owner][j];
-                let mut acc = v
+                let acc = v
                     .wrapping_mul(momentum)
                     .wrapping_sub(gradient[owner][j].wrapping_mul(step_size));
+                let mut v = truncate(acc, role, CONST_BITS);
                 if penalised {
-                    acc = acc.wrapping_sub(look[owner][j].wrapping_mul(decay));
+                    let penalty = truncate(look[owner][j].wrapping_mul(decay), role, DECAY_BITS);
+                    v = v.wrapping_sub(penalty);
                 }
-                let v = truncate(acc, role, CONST_BITS);
                 self.state.velocity[owner][j] = v;
                 self.state.weights[owner][j] = self.state.weights[owner][j].wrapping_add(v);
             }

@@ -12,9 +12,11 @@ pub const FRAC_BITS: u32 = 24;
 /// Fractional bits of a public constant in [`mul_public`].
 pub const CONST_BITS: u32 = 32;
 
-/// Largest absolute real that [`encode`] accepts: `2^40`, far below the ring's half, so that
-/// sums and products of shared values keep clear of wrapping.
-pub const MAX_ABS: f64 = (1u64 << 40) as f64;
+/// Largest absolute real that [`encode`] accepts: `2^20`. The comparisons of the sigmoid
+/// work on the low 64 bits of a logit, so they are right while `|z| < 2^39`; features of
+/// at most `2^20` leave room for the weights of any model that training reaches on
+/// standardised or bounded data.
+pub const MAX_ABS: f64 = (1u64 << 20) as f64;
 
 /// The two parties of a vertical training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -185,6 +187,7 @@ mod tests {
         assert!(encode(f64::NAN).is_err());
         assert!(encode(f64::INFINITY).is_err());
         assert!(encode(1e308).is_err());
+        assert!(encode(2e6).is_err());
     }
 
     #[test]

@@ -340,21 +340,35 @@ async fn answer_round(
     run: &Arc<Mutex<ProviderRun>>,
     request: RoundRequest,
 ) -> NodeResult<Value> {
-    let (agreement, provider, dp, last_round) = {
-        let run = lock(run);
-        let checkpoint = &run.checkpoint;
+    let training = matches!(request.task, RoundTask::Train { .. });
+    // The round is checked and reserved under one lock, so two concurrent requests for the
+    // same round cannot both pass the check and both draw noise.
+    let (agreement, provider, reserved) = {
+        let mut run = lock(run);
+        let providers = run.checkpoint.join.providers.len();
+        if request.parties != providers {
+            return Err(NodeError::BadRequest(format!(
+                "round {} names {} parties, but {providers} providers joined this job",
+                request.round, request.parties
+            )));
+        }
+        let dp = run.checkpoint.join.config.dp.is_some();
+        if training && let Some(last) = run.checkpoint.last_round {
+            check_round_order(request.round, last, dp)?;
+        }
+        if training {
+            run.checkpoint.last_round = Some(request.round);
+        }
         (
-            checkpoint.join.agreement.clone(),
+            run.checkpoint.join.agreement.clone(),
             run.provider.clone(),
-            checkpoint.join.config.dp.is_some(),
-            checkpoint.last_round,
+            run.checkpoint.clone(),
         )
     };
-    agreements::check_in_force(&node.store, &agreement)?;
-    let training = matches!(request.task, RoundTask::Train { .. });
-    if training && let Some(last) = last_round {
-        check_round_order(request.round, last, dp)?;
+    if training {
+        save(node, job, &reserved)?;
     }
+    agreements::check_in_force(&node.store, &agreement)?;
 
     let me = node.identity.name().to_owned();
     let number = request.round;
@@ -368,9 +382,6 @@ async fn answer_round(
     let checkpoint = {
         let mut run = lock(run);
         run.open = Some((number, update));
-        if training {
-            run.checkpoint.last_round = Some(number);
-        }
         run.checkpoint.clone()
     };
     save(node, job, &checkpoint)?;

@@ -278,9 +278,8 @@ pub(super) async fn start_party(
 }
 
 /// A request for one step's corrections, running on the runtime.
-type CorrectionsCall = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
->;
+type CorrectionsCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>>;
 
 /// Context of the host's party thread: the node, the runtime, the job, the dealer and the
 /// plan.
@@ -351,8 +350,8 @@ impl PartyThread {
         let failed = |e: String| {
             VerticalError::Transport(format!("the dealer's corrections of step {step}: {e}"))
         };
-        let reply: StepCorrections = serde_json::from_value(reply.map_err(failed)?)
-            .map_err(|e| failed(e.to_string()))?;
+        let reply: StepCorrections =
+            serde_json::from_value(reply.map_err(failed)?).map_err(|e| failed(e.to_string()))?;
         if reply.step != step {
             return Err(failed(format!("the dealer sent step {}", reply.step)));
         }

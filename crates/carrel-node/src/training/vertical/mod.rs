@@ -27,6 +27,9 @@
 //! | end | guest to host: `POST /jobs/{id}/vertical/finish` with the guest's transcript hash and dataset hash | the host's transcript hash |
 //! | predict | guest to host, after training, as a job of kind `predict`: `POST /jobs/predict` with the job id, the model id, the agreement and the new rows' identifiers | the host's partial logits on those rows, null for an identifier it does not hold, and its transcript hash |
 //!
+//! NOTE: a node that restarts ends a running vertical training; the checkpoints it saves
+//! per epoch are not used to resume yet.
+//!
 //! A message larger than 4 MiB travels in parts. The guest numbers the exchanges from 0,
 //! and a wrong sequence number, part or tag ends the job. Either side ends the job on any
 //! error, and the guest also sends `POST /jobs/{id}/abort` to the host and the exchange. Both
