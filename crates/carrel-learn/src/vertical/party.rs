@@ -653,9 +653,9 @@ impl Party {
         self.state.epochs_done += 1;
         let mut stop = false;
         if let Some(loss) = loss {
-            if let (Some(rule), Some(&previous)) =
-                (self.plan.early_stopping, self.state.losses.last())
-            {
+            // Improvement counts against the best epoch so far, as in horizontal training.
+            let best = self.state.losses.iter().copied().reduce(f64::min);
+            if let (Some(rule), Some(previous)) = (self.plan.early_stopping, best) {
                 let improvement = (previous - loss) / previous.abs().max(f64::MIN_POSITIVE);
                 if improvement < rule.min_relative_improvement {
                     self.state.stale_epochs += 1;

@@ -66,7 +66,8 @@ pub fn train(
             }
         }
         let loss = loss / plan.rows as f64;
-        if let (Some(rule), Some(&previous)) = (plan.early_stopping, losses.last()) {
+        let best = losses.iter().copied().reduce(f64::min);
+        if let (Some(rule), Some(previous)) = (plan.early_stopping, best) {
             let previous: f64 = previous;
             if (previous - loss) / previous.abs().max(f64::MIN_POSITIVE)
                 < rule.min_relative_improvement

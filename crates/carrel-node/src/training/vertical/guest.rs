@@ -182,8 +182,13 @@ impl Settings {
             }),
             schedule_seed: request.seed.unwrap_or(0),
         };
-        // One row and no guest feature stand in for the sizes, which are not known yet.
-        let probe = settings.plan(1, 0, terms.feature_columns.len().max(1));
+        // The fewest rows and no guest feature stand in for the sizes, which are not known
+        // yet.
+        let probe = settings.plan(
+            super::MIN_TRAINING_ROWS,
+            0,
+            terms.feature_columns.len().max(1),
+        );
         check_plan(&probe, terms).map_err(|e| match e {
             NodeError::BadRequest(text) => {
                 NodeError::BadRequest(format!("invalid training settings: {text}"))

@@ -299,9 +299,20 @@ pub(crate) fn operator_of(record: &AgreementRecord, terms: &TrainingTerms) -> St
 ///
 /// [`NodeError::BadRequest`] for a field out of range or sizes beyond the limits,
 /// [`NodeError::Forbidden`] for more epochs than the terms allow.
+/// Fewest aligned training rows a vertical training accepts.
+pub(crate) const MIN_TRAINING_ROWS: usize = 100;
+
 pub(crate) fn check_plan(plan: &Plan, terms: &TrainingTerms) -> NodeResult<()> {
     plan.check()
         .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+    if plan.rows < MIN_TRAINING_ROWS {
+        return Err(NodeError::Forbidden(format!(
+            "{} training rows are too few: a training needs at least {MIN_TRAINING_ROWS}, so \
+             that the loss and the weights do not describe a handful of persons; hold out \
+             fewer rows",
+            plan.rows
+        )));
+    }
     if plan.epochs > terms.max_rounds {
         return Err(NodeError::Forbidden(format!(
             "{} epochs exceed the agreement's max_rounds of {}; ask for at most {}",
@@ -426,6 +437,20 @@ mod tests {
         let error = check_plan(&plan, &terms(10, 20)).unwrap_err();
         assert!(matches!(error, NodeError::Forbidden(_)), "{error}");
         assert!(error.to_string().contains("max_rounds of 10"), "{error}");
+    }
+
+    #[test]
+    fn plan_with_few_training_rows_is_forbidden() {
+        let plan = Plan::with_defaults(MIN_TRAINING_ROWS - 1, 10, 20);
+        let error = check_plan(&plan, &terms(10, 20)).unwrap_err();
+        assert!(matches!(error, NodeError::Forbidden(_)), "{error}");
+        assert!(
+            check_plan(
+                &Plan::with_defaults(MIN_TRAINING_ROWS, 10, 20),
+                &terms(10, 20)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
