@@ -606,6 +606,22 @@ fn dealer_serves_only_the_host_in_order() {
     assert_eq!(closed["steps_served"], 0);
     let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-5"]);
     assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
+
+    // One guest holds at most four sessions at once.
+    let jobs = ["d-6", "d-7", "d-8", "d-9"];
+    for job in jobs {
+        bank.post("/jobs/dealer", &open(job, &agreement, "bank", &plan))
+            .unwrap();
+    }
+    let (status, message) = bank
+        .post("/jobs/dealer", &open("d-10", &agreement, "bank", &plan))
+        .unwrap_err();
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("4 dealer sessions open"), "{message}");
+    for job in jobs {
+        bank.post(&format!("/jobs/{job}/dealer/close"), &json!({}))
+            .unwrap();
+    }
     assert_none_running(&cluster);
 }
 

@@ -81,6 +81,13 @@ pub struct StepCorrections {
     pub corrections: String,
 }
 
+/// Most dealer sessions one guest may hold open at once. Each session keeps both parties'
+/// matrix masks in memory, so the exchange bounds them per guest and in all.
+const MAX_SESSIONS_PER_GUEST: usize = 4;
+
+/// Most dealer sessions the exchange holds open at once.
+const MAX_SESSIONS: usize = 32;
+
 /// Sessions this node serves as the dealer, by node and job.
 static SESSIONS: Registry<Session> = Registry::new();
 
@@ -118,6 +125,20 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
                 return Err(NodeError::Forbidden(format!(
                     "{signer:?} may not open a dealer session for the guest {:?}",
                     request.guest
+                )));
+            }
+            // NOTE: open sessions are bounded in number but do not expire; a guest that
+            // disappears holds its session until it aborts the job or the exchange restarts.
+            if SESSIONS.count(&node, |s| s.guest == signer) >= MAX_SESSIONS_PER_GUEST {
+                return Err(NodeError::Conflict(format!(
+                    "{signer} has {MAX_SESSIONS_PER_GUEST} dealer sessions open already: finish \
+                     or abort one of its vertical trainings first"
+                )));
+            }
+            if SESSIONS.count(&node, |_| true) >= MAX_SESSIONS {
+                return Err(NodeError::Conflict(format!(
+                    "the exchange serves {MAX_SESSIONS} dealer sessions already: try again when \
+                     a training has ended"
                 )));
             }
             let record = agreements::load(tx, &request.agreement).map_err(|e| match e {

@@ -393,6 +393,15 @@ impl<T> Registry<T> {
         self.lock().get(&key(node, job)).cloned()
     }
 
+    /// Counts the runs on `node` for which `matches` holds.
+    pub(crate) fn count(&self, node: &Node, matches: impl Fn(&T) -> bool) -> usize {
+        let name = node.identity.name();
+        self.lock()
+            .iter()
+            .filter(|((owner, _), run)| owner == name && matches(run))
+            .count()
+    }
+
     /// Removes and returns the run of `job` on `node`.
     pub(crate) fn take(&self, node: &Node, job: &str) -> Option<Arc<T>> {
         self.lock().remove(&key(node, job))
