@@ -82,14 +82,17 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
-    /// Returns the lineage as the audit log records it: everything but the weights.
+    /// Returns the lineage as the audit log records it: everything but the weights. A model
+    /// trained without noise has `differential_privacy` false and null epsilon and delta,
+    /// because an epsilon of 0 would read as perfect privacy.
     pub fn lineage(&self) -> Value {
+        let dp = self.epsilon > 0.0;
         json!({
             "model": self.id, "job": self.job, "kind": self.kind, "role": self.role,
             "operator": self.operator, "parties": self.parties, "agreements": self.agreements,
-            "datasets": self.datasets, "rounds": self.rounds, "epsilon": self.epsilon,
-            "delta": self.delta, "columns": self.part.columns,
-            "part_sha256": self.part.sha256(),
+            "datasets": self.datasets, "rounds": self.rounds, "differential_privacy": dp,
+            "epsilon": dp.then_some(self.epsilon), "delta": dp.then_some(self.delta),
+            "columns": self.part.columns, "part_sha256": self.part.sha256(),
         })
     }
 }

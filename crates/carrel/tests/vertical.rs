@@ -197,6 +197,8 @@ fn breast_model_matches_pooled_auc() {
             .find(|e| e["detail"]["model"] == model.as_str())
             .unwrap_or_else(|| panic!("{}: no model.registered for {model}", node.name));
         assert_eq!(entry["detail"]["agreements"], json!([agreement]));
+        assert_eq!(entry["detail"]["differential_privacy"], false);
+        assert!(entry["detail"]["epsilon"].is_null(), "{entry}");
         assert_eq!(entry["detail"]["datasets"].as_array().unwrap().len(), 2);
         assert!(entry["detail"]["part_sha256"].is_string());
         assert!(entry["detail"].get("part").is_none());
