@@ -986,6 +986,15 @@ fn provider_result_failure_ends_both_jobs() {
 }
 
 /// Polls a job on `node` until it leaves the running state or `seconds` pass.
+/// Returns the last `count` lines of `text`, newest first.
+fn last_lines(text: &str, count: usize) -> String {
+    text.lines()
+        .rev()
+        .take(count)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn settled_job(node: &common::NodeProcess, job: &str, seconds: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     loop {
@@ -1037,8 +1046,13 @@ fn consumer_restart_ends_running_job() {
     );
     let provider_job = settled_job(&cluster.provider, &job, 30);
     assert_eq!(
-        provider_job["state"], "failed",
-        "the provider's run stays open after the consumer restarted: {provider_job}"
+        provider_job["state"],
+        "failed",
+        "the provider's run stays open after the consumer restarted: {provider_job}\n\
+         the consumer's job: {consumer_job}\nthe consumer's log, newest first:\n{}\n\
+         the provider's log, newest first:\n{}",
+        last_lines(&cluster.consumer.log(), 40),
+        last_lines(&cluster.provider.log(), 40)
     );
 }
 
