@@ -2,15 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How the parties' data is split.
+/// Split of the parties' data between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainingKind {
     /// Same columns, different rows: federated averaging over secure aggregation across
     /// three or more providers.
     Horizontal,
-    /// Same rows, different columns: the consumer holds the labels, the provider other
-    /// features of the same persons; rows are aligned by private set intersection.
+    /// Same rows, different columns: the consumer has the labels, and the provider has other
+    /// features of the same persons. Rows are aligned by private set intersection.
     Vertical,
 }
 
@@ -38,14 +38,14 @@ pub struct TrainingTerms {
     /// Column of person identifiers the rows are aligned on; vertical only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_column: Option<String>,
-    /// Most rounds (horizontal) or epochs (vertical) of one training.
+    /// Maximum rounds (horizontal) or epochs (vertical) of one training.
     pub max_rounds: u32,
-    /// Participant that holds the operating right of the trained model: the only one
+    /// Participant that has the operating right of the trained model: the only one
     /// that may run predictions with the provider's part of it.
     pub model_operator: String,
-    /// Most rows one prediction job may score.
+    /// Maximum rows one prediction job may score.
     pub max_prediction_rows: u64,
-    /// Differential privacy the provider requires of a horizontal training; none means
+    /// Differential privacy the provider requires of a horizontal training. `None` means
     /// the consumer chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<TrainingPrivacy>,

@@ -1,7 +1,7 @@
 //! Trained models as derived products: each party keeps its own part, with the lineage
 //! that produced it, and a training job's checkpoint between rounds.
 //!
-//! A model's record names its operator, the participant that holds the operating right
+//! A model's record names its operator, the participant that has the operating right
 //! under the training agreement. Registering a model writes `model.registered` to the audit
 //! log with the lineage (agreements, datasets by hash, rounds, privacy loss) and the SHA-256
 //! of the part, never the weights themselves.
@@ -19,7 +19,7 @@ use crate::store::{Store, found, from_json, to_json};
 /// A dataset that went into a model, named by its owner and content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetRef {
-    /// Participant that holds the dataset.
+    /// Participant that has the dataset.
     pub holder: String,
     /// SHA-256 of the rows used, hex: of the registered table at a provider, of the local
     /// file at the consumer.
@@ -29,7 +29,7 @@ pub struct DatasetRef {
 }
 
 /// This party's part of a model: the weights of its own columns, and the intercept where
-/// this party holds it.
+/// this party has it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelPart {
     /// Feature columns, in weight order.
@@ -60,7 +60,7 @@ pub struct ModelRecord {
     pub kind: TrainingKind,
     /// This node's role in the training: `coordinator`, `provider`, `guest` or `host`.
     pub role: String,
-    /// Participant that holds the operating right: the only one that may run predictions.
+    /// Participant that has the operating right: the only one that may run predictions.
     pub operator: String,
     /// Every party of the training, in name order.
     pub parties: Vec<String>,
@@ -101,7 +101,7 @@ impl ModelRecord {
 ///
 /// # Errors
 ///
-/// [`NodeError::Conflict`] when a model with this id exists here; a storage error.
+/// [`NodeError::Conflict`] when a model with this id exists here, or a storage error.
 pub fn register(
     tx: &rusqlite::Transaction,
     events: &mut Vec<AuditEvent>,
@@ -133,7 +133,7 @@ pub fn register(
 ///
 /// # Errors
 ///
-/// [`NodeError::NotFound`] for an unknown id; a storage error.
+/// [`NodeError::NotFound`] for an unknown id, or a storage error.
 pub fn load(conn: &rusqlite::Connection, id: &str) -> NodeResult<ModelRecord> {
     let body: String = found(
         conn.query_row("SELECT body FROM models WHERE id = ?1", [id], |r| r.get(0)),

@@ -69,43 +69,9 @@ pub fn scan_id_values<E: From<QueryError>>(
     value_column: &str,
     mut visit: impl FnMut(&str, Option<f64>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let file = File::open(path).map_err(|source| QueryError::Io {
-        action: "open",
-        path: path.to_owned(),
-        source,
-    })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
-    let position = |name: &str| {
-        builder
-            .schema()
-            .fields()
-            .iter()
-            .position(|f| f.name() == name)
-            .ok_or_else(|| parquet_error(path, format!("the file has no column {name:?}")))
-    };
-    let (ids, values) = (position(id_column)?, position(value_column)?);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [ids, values]);
-    let (id_at, value_at) = if ids < values { (0, 1) } else { (1, 0) };
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| parquet_error(path, e))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| parquet_error(path, e))?;
-        let text =
-            cast(batch.column(id_at), &DataType::Utf8).map_err(|e| parquet_error(path, e))?;
-        let text = text.as_string::<i32>();
-        let numbers =
-            cast(batch.column(value_at), &DataType::Float64).map_err(|e| parquet_error(path, e))?;
-        let numbers = numbers.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-        for i in 0..text.len() {
-            let id = if text.is_null(i) { "" } else { text.value(i) };
-            let value = (!numbers.is_null(i)).then(|| numbers.value(i));
-            visit(id, value)?;
-        }
-    }
-    Ok(())
+    scan_id_numbers(path, id_column, &[value_column.to_owned()], |id, values| {
+        visit(id, values[0])
+    })
 }
 
 /// Calls `visit` with each row's identifier text and the numeric values of

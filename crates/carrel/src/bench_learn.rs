@@ -2,7 +2,7 @@
 //! beside the pooled Newton trainer, with the test AUC of every split.
 //!
 //! The vertical runs train the guest's and the host's parties on two threads with the dealer
-//! called in process, so the figures are the protocol's own cost without the network; the
+//! called in process, so the figures are the protocol's own cost without the network. The
 //! horizontal run drives the coordinator and three providers with real masks. The benchmark
 //! script `scripts/bench/learn-compare.sh` runs scikit-learn on the same rows in the same
 //! run, for the ratio.

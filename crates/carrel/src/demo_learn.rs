@@ -1,8 +1,8 @@
 //! The demo's third story: federated training on the credit data of the second story.
 //!
-//! The bank trains a credit-default model with the e-commerce platform: the bank holds the
-//! labels and its 13 features of the 30,000 customers of the vertical split, the shop the
-//! other 10 features of the same customers. Rows are aligned by private set intersection,
+//! The bank trains a credit-default model with the e-commerce platform. The bank has the
+//! labels and its 13 features of the 30,000 customers of the vertical split, and the shop
+//! has the other 10 features of the same customers. Rows are aligned by private set intersection,
 //! and the exchange deals the correlated randomness of the secret-shared training. Then the
 //! risk consortium trains across the three lenders' files by federated averaging and
 //! scores its own held-out file.

@@ -254,7 +254,7 @@ enum Command {
         #[arg(long, default_value = "predictions.csv")]
         output: PathBuf,
     },
-    /// Show the trained models this node holds a part of.
+    /// Show the trained models of which this node has a part.
     Model {
         #[command(subcommand)]
         command: ModelCommand,

@@ -609,7 +609,7 @@ fn dealer_serves_only_the_host_in_order() {
     let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-5"]);
     assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
 
-    // One guest holds at most four sessions at once.
+    // One guest may have at most four sessions open at once.
     let jobs = ["d-6", "d-7", "d-8", "d-9"];
     for job in jobs {
         bank.post("/jobs/dealer", &open(job, &agreement, "bank", &plan))

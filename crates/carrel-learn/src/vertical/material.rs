@@ -4,7 +4,7 @@
 //! Every value comes from a labelled stream (see [`super::prg`]). The guest draws all of its
 //! material from its own seed. The host draws its free values from its seed and receives,
 //! per step, the values that must correlate with the guest's: the second shares of the
-//! products and of the random masks. The dealer knows both seeds and never sees data.
+//! products and of the random masks. The dealer has both seeds and never sees data.
 
 use super::VerticalError;
 use super::plan::{BREAKPOINTS, Plan};
@@ -177,7 +177,7 @@ fn assemble(free: Free, shares: GuestShares) -> StepMaterial {
     }
 }
 
-/// The guest's material for a step of `rows` rows, all drawn from its seed.
+/// Draws the guest's material for a step of `rows` rows, all from its seed.
 pub fn guest_material(seed: &Seed, step: u64, plan: &Plan, rows: usize) -> StepMaterial {
     assemble(
         free(seed, step, plan, Role::Guest, rows),
@@ -185,7 +185,8 @@ pub fn guest_material(seed: &Seed, step: u64, plan: &Plan, rows: usize) -> StepM
     )
 }
 
-/// The host's material: its free draws plus the dealer's `corrections` for the step.
+/// Builds the host's material from its free draws and the dealer's `corrections` for the
+/// step.
 ///
 /// # Errors
 ///
@@ -218,7 +219,7 @@ pub fn host_material(
     Ok(assemble(free(seed, step, plan, Role::Host, rows), shares))
 }
 
-/// The dealer of one training: it holds both seeds and the plan, and computes the host's
+/// Dealer of one training. It has both seeds and the plan, and computes the host's
 /// corrections step by step.
 pub struct Dealer {
     plan: Plan,
@@ -253,8 +254,8 @@ impl Dealer {
         let kh = plan.columns(Role::Host);
 
         let mut out = Vec::new();
-        // Forward product on the host's matrix: A_h[B] * b_guest; host's share is c - c_guest
-        // where the guest drew c_guest as its "peer" share.
+        // Forward product on the host's matrix: A_h[B] * b_guest. The host's share is
+        // c - c_guest, where the guest drew c_guest as its "peer" share.
         let host_own = mat_vec(&self.host_mask, kh, batch, &guest_free.forward_b);
         put_u128s(&mut out, &sub(&host_own, &guest.forward_peer_c));
         // Forward product on the guest's matrix: A_g[B] * b_host.
@@ -347,7 +348,7 @@ pub fn sub(a: &[u128], b: &[u128]) -> Vec<u128> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect()
 }
 
-/// Returns the 64 bit vectors of `values`: vector `i` holds bit `i` of every value.
+/// Returns the 64 bit vectors of `values`: vector `i` contains bit `i` of every value.
 pub fn bit_slices(values: &[u64]) -> Vec<Vec<u64>> {
     let w = words(values.len());
     let mut slices = vec![vec![0u64; w]; 64];

@@ -1,5 +1,5 @@
-//! Vertical logistic regression: the guest holds the labels and some features of each row,
-//! the host holds other features of the same rows, and neither sees the other's features,
+//! Vertical logistic regression. The guest has the labels and some features of each row,
+//! the host has other features of the same rows, and neither sees the other's features,
 //! labels, per-row logits, residuals or gradients.
 //!
 //! Every quantity of the training is additively secret-shared in Z(2^128) as fixed-point
@@ -101,7 +101,7 @@ pub enum VerticalError {
 }
 
 /// The link between the two parties. Both call `exchange` with the same tags in the same
-/// order; each call sends this party's message and returns the peer's.
+/// order, and each call sends this party's message and returns the peer's.
 pub trait Channel {
     /// Sends `outgoing` and returns the peer's message of the same exchange.
     ///

@@ -1,5 +1,5 @@
-//! One party's side of the training: the same code runs at the guest and at the host, in
-//! lockstep, each exchange sending this party's message and receiving the peer's.
+//! One party's side of the training. The same code runs at the guest and at the host in
+//! lockstep, and each exchange sends this party's message and receives the peer's.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +14,12 @@ use super::ring::{
 };
 use super::{Channel, Correlation, VerticalError};
 
-/// Fractional bits of the penalty's factor in the update: at 2^-56 the factor of a plan
-/// with ten million rows keeps eight significant digits, and a weight times it stays below
-/// 2^100, clear of the ring's half.
+/// Fractional bits of the penalty's factor in the update. At 2^-56 the factor of a plan
+/// with ten million rows keeps eight significant digits. A weight times the factor stays
+/// below 2^100, clear of the ring's half.
 const DECAY_BITS: u32 = 56;
 
-/// What a party keeps between epochs, from which [`Party::resume`] continues training.
+/// State that a party keeps between epochs, from which [`Party::resume`] continues training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Epochs completed.
@@ -28,7 +28,7 @@ pub struct Checkpoint {
     pub weights: [Vec<u128>; 2],
     /// This party's shares of the momentum of both weight vectors.
     pub velocity: [Vec<u128>; 2],
-    /// Training loss of every completed epoch; only the guest learns it, the host keeps
+    /// Training loss of every completed epoch. Only the guest learns it, so the host keeps
     /// an empty list.
     pub losses: Vec<f64>,
     /// Epochs since the loss last improved enough.
@@ -54,7 +54,7 @@ pub struct Outcome {
     /// This party's own weights in the clear: the guest's features then the intercept, or
     /// the host's features.
     pub weights: Vec<f64>,
-    /// Training loss per epoch (guest only; empty at the host).
+    /// Training loss per epoch, at the guest only (empty at the host).
     pub losses: Vec<f64>,
     /// Epochs run.
     pub epochs: u32,
@@ -66,7 +66,7 @@ pub struct Outcome {
 pub struct Party {
     role: Role,
     plan: Plan,
-    /// This party's features in fixed point, row-major; the guest's last column is all ones.
+    /// This party's features in fixed point, row-major. The guest's last column is all ones.
     own: Vec<u128>,
     own_mask: Vec<u128>,
     /// The peer's features minus the peer's mask, received once.
@@ -249,7 +249,8 @@ impl Party {
         self.open_weights(channel)
     }
 
-    /// One gradient step over `batch`; returns this party's share of the batch's summed loss.
+    /// Takes one gradient step over `batch` and returns this party's share of the batch's
+    /// summed loss.
     fn step(
         &mut self,
         channel: &mut dyn Channel,
@@ -273,7 +274,7 @@ impl Party {
                 .collect()
         });
 
-        // Forward: z = X_g w_g + X_h w_h. This party holds the vector share of the product
+        // Forward: z = X_g w_g + X_h w_h. This party has the vector share of the product
         // on the peer's matrix and opens it masked by forward_b.
         let mut message = Vec::new();
         put_u128s(
@@ -436,7 +437,8 @@ impl Party {
         gradient[me] = own_grad;
         gradient[peer] = peer_grad;
 
-        // v = momentum v - lr (g / m + lambda * look), w = w + v; the intercept is unpenalised.
+        // v = momentum v - lr (g / m + lambda * look), then w = w + v. The intercept is
+        // unpenalised.
         let step_size = encode_constant(self.plan.learning_rate / m as f64);
         // The penalty's factor lr / (C n) is small on large data, so it is carried at
         // DECAY_BITS rather than CONST_BITS.
@@ -469,7 +471,8 @@ impl Party {
         }
     }
 
-    /// XOR shares of `[x >= 0]` for every shared `x` whose masked value `x + r` is `opened`.
+    /// Computes XOR shares of `[x >= 0]` for every shared `x` whose masked value `x + r` is
+    /// `opened`.
     ///
     /// `x = c - r`, so the sign bit of `x` is `c_63 ^ r_63 ^ [c mod 2^63 < r mod 2^63]`. The
     /// comparison of the public low bits of `c` with the shared bits of `r` runs as a tree of
@@ -533,7 +536,7 @@ impl Party {
         let below = &segments[0].0;
         let top_r = &material.compare_bits[63];
         let top_c = &public[63];
-        // [x >= 0] = NOT sign = 1 ^ c_63 ^ r_63 ^ below; the guest adds the public terms.
+        // [x >= 0] = NOT sign = 1 ^ c_63 ^ r_63 ^ below. The guest adds the public terms.
         Ok((0..w)
             .map(|i| {
                 let share = top_r[i] ^ below[i];
@@ -628,8 +631,8 @@ impl Party {
             .collect())
     }
 
-    /// Ends an epoch: the host sends its loss share to the guest, and the guest tells the
-    /// host whether training goes on.
+    /// Ends an epoch: the host sends its loss share to the guest, and the guest sends the
+    /// host its decision on whether training goes on.
     fn finish_epoch(
         &mut self,
         channel: &mut dyn Channel,

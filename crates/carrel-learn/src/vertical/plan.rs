@@ -1,4 +1,4 @@
-//! The public parameters of one vertical training, which both parties and the dealer hold.
+//! The public parameters of one vertical training, which both parties and the dealer have.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,13 +32,13 @@ pub struct Plan {
     pub host_features: usize,
     /// Largest number of passes over the rows.
     pub epochs: u32,
-    /// Rows per step; the last step of an epoch may be smaller.
+    /// Rows per step. The last step of an epoch may be smaller.
     pub batch_size: usize,
     /// Step size of the gradient steps.
     pub learning_rate: f64,
     /// Nesterov momentum, from 0 (plain gradient steps) to below 1.
     pub momentum: f64,
-    /// Inverse L2 strength as scikit-learn's `C`; the intercept is not penalised.
+    /// Inverse L2 strength, as scikit-learn's `C`. The intercept is not penalised.
     pub c: f64,
     /// Public seed of the order in which rows enter the steps.
     pub schedule_seed: u64,
@@ -49,7 +49,7 @@ pub struct Plan {
 impl Plan {
     /// Returns a plan with the default optimiser for `rows` aligned rows.
     ///
-    /// The batch holds a sixteenth of the rows, between 32 and 2,048, so that one epoch has
+    /// The batch contains a sixteenth of the rows, between 32 and 2,048, so that one epoch has
     /// about sixteen steps on small and large data alike.
     pub fn with_defaults(rows: usize, guest_features: usize, host_features: usize) -> Self {
         Self {
@@ -196,7 +196,7 @@ pub struct Piecewise {
 
 impl Piecewise {
     /// Interpolates `f` between the breakpoints, with slope `left` before the first and
-    /// `right` after the last; the value left of the first breakpoint is `f(t_1)`.
+    /// `right` after the last. The value left of the first breakpoint is `f(t_1)`.
     fn interpolate(f: impl Fn(f64) -> f64, right: f64) -> Self {
         let t = BREAKPOINTS;
         let mut slopes = Vec::with_capacity(t.len() + 1);
@@ -211,12 +211,12 @@ impl Piecewise {
         }
     }
 
-    /// The sigmoid: flat outside the breakpoints.
+    /// Builds the sigmoid, flat outside the breakpoints.
     pub fn sigmoid() -> Self {
         Self::interpolate(crate::logistic::sigmoid, 0.0)
     }
 
-    /// The softplus `log(1 + e^z)`: flat on the left, slope 1 on the right.
+    /// Builds the softplus `log(1 + e^z)`, flat on the left and with slope 1 on the right.
     pub fn softplus() -> Self {
         Self::interpolate(crate::logistic::softplus, 1.0)
     }

@@ -1,8 +1,8 @@
 //! Seeded streams of correlated randomness.
 //!
 //! Every random value a party draws comes from a ChaCha20 stream keyed by
-//! `SHA-256(domain ‖ seed ‖ step ‖ label)`. The dealer holds both parties' seeds and opens
-//! the same streams, so it reproduces each party's draws without any message, and a draw does
+//! `SHA-256(domain ‖ seed ‖ step ‖ label)`. The dealer has both parties' seeds and opens
+//! the same streams, so it reproduces each party's draws without any message. A draw does
 //! not depend on the order in which other draws were made.
 
 use chacha20::ChaCha20Rng;

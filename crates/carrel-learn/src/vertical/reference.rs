@@ -1,6 +1,6 @@
 //! The training that the secret-shared protocol computes, in floating point on pooled
-//! columns: the same schedule, optimiser and piecewise-linear sigmoid. Tests hold the
-//! protocol to it, and it shows what the approximation of the sigmoid costs.
+//! columns: the same schedule, optimiser and piecewise-linear sigmoid. Tests compare the
+//! protocol with it, and it shows what the approximation of the sigmoid costs.
 
 use super::plan::{Piecewise, Plan};
 

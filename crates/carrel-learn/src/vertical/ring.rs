@@ -1,7 +1,7 @@
 //! Fixed-point numbers in the ring Z(2^128) and the local operations on their shares.
 //!
-//! A real `v` is the ring element `round(v * 2^FRAC_BITS) mod 2^128`. A secret `x` is held as
-//! two shares with `x = x_0 + x_1 mod 2^128`; party 0 is the guest and party 1 the host.
+//! A real `v` is the ring element `round(v * 2^FRAC_BITS) mod 2^128`. A secret `x` is stored as
+//! two shares with `x = x_0 + x_1 mod 2^128`. Party 0 is the guest and party 1 the host.
 //! Public constants are multiplied in at [`CONST_BITS`] bits of precision and truncated back.
 
 use super::VerticalError;
@@ -13,7 +13,7 @@ pub const FRAC_BITS: u32 = 24;
 pub const CONST_BITS: u32 = 32;
 
 /// Largest absolute real that [`encode`] accepts: `2^20`. The comparisons of the sigmoid
-/// work on the low 64 bits of a logit, so they are right while `|z| < 2^39`; features of
+/// work on the low 64 bits of a logit, so they are right while `|z| < 2^39`. Features of
 /// at most `2^20` leave room for the weights of any model that training reaches on
 /// standardised or bounded data.
 pub const MAX_ABS: f64 = (1u64 << 20) as f64;
@@ -22,9 +22,9 @@ pub const MAX_ABS: f64 = (1u64 << 20) as f64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Party 0: holds the labels, its own features and the intercept.
+    /// Party 0, which has the labels, its own features and the intercept.
     Guest,
-    /// Party 1: holds the other features.
+    /// Party 1, which has the other features.
     Host,
 }
 

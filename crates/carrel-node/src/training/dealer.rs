@@ -18,9 +18,9 @@
 //!
 //! # Security
 //!
-//! The dealer receives no data, only the plan's sizes and schedule. It knows both seeds,
-//! so a dealer that colluded with one party would learn the other party's features; the
-//! exchange is trusted not to collude with either party.
+//! The dealer receives no data, only the plan's sizes and schedule. It draws both seeds,
+//! so a dealer that colluded with one party would learn the other party's features. The
+//! exchange is therefore trusted not to collude with either party.
 
 use std::sync::{Arc, Mutex};
 
@@ -61,7 +61,7 @@ pub struct DealerOpened {
 /// The host's request for its seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedRequest {
-    /// The plan as the host received it from the guest; it must be the session's.
+    /// The plan as the host received it from the guest, which must equal the session's plan.
     pub plan: Plan,
 }
 
@@ -81,11 +81,11 @@ pub struct StepCorrections {
     pub corrections: String,
 }
 
-/// Most dealer sessions one guest may hold open at once. Each session keeps both parties'
+/// Maximum number of dealer sessions one guest may have open at once. Each session keeps both parties'
 /// matrix masks in memory, so the exchange bounds them per guest and in all.
 const MAX_SESSIONS_PER_GUEST: usize = 4;
 
-/// Most dealer sessions the exchange holds open at once.
+/// Maximum number of dealer sessions open at the exchange at once.
 const MAX_SESSIONS: usize = 32;
 
 /// Sessions this node serves as the dealer, by node and job.
@@ -111,10 +111,10 @@ struct Served {
 ///
 /// # Errors
 ///
-/// [`NodeError::Forbidden`] when the signer is not the guest, the exchange did not
-/// countersign the agreement, the agreement is between other parties, permits another
-/// action or kind, is revoked or out of its validity; [`NodeError::BadRequest`] or
-/// [`NodeError::Forbidden`] for a plan outside the terms.
+/// [`NodeError::Forbidden`] when the signer is not the guest or the exchange did not
+/// countersign the agreement. It is also returned when the agreement is between other
+/// parties, permits another action or kind, is revoked or is out of its validity.
+/// [`NodeError::BadRequest`] or [`NodeError::Forbidden`] for a plan outside the terms.
 pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeResult<Value> {
     node.store.audited(
         "dealer.open",
@@ -127,8 +127,8 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
                     request.guest
                 )));
             }
-            // NOTE: open sessions are bounded in number but do not expire; a guest that
-            // disappears holds its session until it aborts the job or the exchange restarts.
+            // NOTE: open sessions are bounded in number but do not expire. A guest that
+            // disappears keeps its session until it aborts the job or the exchange restarts.
             if SESSIONS.count(&node, |s| s.guest == signer) >= MAX_SESSIONS_PER_GUEST {
                 return Err(NodeError::Conflict(format!(
                     "{signer} has {MAX_SESSIONS_PER_GUEST} dealer sessions open already: finish \
@@ -243,7 +243,8 @@ fn host_session(node: &Node, signer: &str, job: &str) -> NodeResult<Arc<Session>
 /// # Errors
 ///
 /// [`NodeError::Forbidden`] for a signer other than the host, [`NodeError::Conflict`]
-/// for a second request, [`NodeError::BadRequest`] for another plan; the job ends.
+/// for a second request, [`NodeError::BadRequest`] for another plan. The job ends on
+/// each error.
 pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeResult<Value> {
     let session = host_session(node, signer, job)?;
     let result = (|| {
@@ -269,8 +270,8 @@ pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeR
 /// # Errors
 ///
 /// [`NodeError::Forbidden`] for a signer other than the host or an agreement no longer in
-/// force, [`NodeError::BadRequest`] for a step out of order or beyond the plan; the job
-/// ends.
+/// force, [`NodeError::BadRequest`] for a step out of order or beyond the plan. The job
+/// ends on each error.
 pub async fn corrections(
     node: &Node,
     signer: &str,

@@ -2,9 +2,9 @@
 //! consumer, and vertical between the consumer (labels and its own features) and one
 //! provider, with the exchange as the dealer of correlated randomness.
 //!
-//! Both kinds run under agreements whose offers permit `federated_training`; the offer's
-//! training terms fix the columns, the most rounds, who may operate the model and the
-//! privacy a provider requires. The trained model is registered at every party as a
+//! Both kinds run under agreements whose offers permit `federated_training`. The offer's
+//! training terms fix the columns, the maximum number of rounds, who may operate the model
+//! and the privacy a provider requires. The trained model is registered at every party as a
 //! derived product with its lineage (see [`crate::models`]).
 
 use std::path::PathBuf;
@@ -43,18 +43,18 @@ pub struct StartTraining {
     /// Horizontal or vertical.
     pub kind: TrainingKind,
     /// Horizontal: one agreement per provider, three or more. Vertical: the agreement with
-    /// the one provider that holds the other features.
+    /// the one provider that has the other features.
     pub agreements: Vec<String>,
     /// Vertical: the consumer's CSV file with the ids, the labels and its own features.
     #[serde(default)]
     pub data: Option<PathBuf>,
-    /// Vertical: id column of `data`; `id` when absent.
+    /// Vertical: id column of `data`, or `id` when absent.
     #[serde(default)]
     pub id_column: Option<String>,
-    /// Vertical: label column of `data`; `y` when absent.
+    /// Vertical: label column of `data`, or `y` when absent.
     #[serde(default)]
     pub label_column: Option<String>,
-    /// Vertical: feature columns of `data`; every other column when empty.
+    /// Vertical: feature columns of `data`, or every other column when empty.
     #[serde(default)]
     pub feature_columns: Vec<String>,
     /// Horizontal: the consumer's own held-out CSV file (the providers' columns and the
@@ -68,7 +68,7 @@ pub struct StartTraining {
     /// Column of `split_file`, such as `seed0`.
     #[serde(default)]
     pub split: Option<String>,
-    /// Rounds (horizontal) or epochs (vertical); the default of the kind when absent.
+    /// Rounds (horizontal) or epochs (vertical), or the default of the kind when absent.
     #[serde(default)]
     pub rounds: Option<u32>,
     /// Step size.
@@ -89,7 +89,7 @@ pub struct StartTraining {
     /// Training seed: the same seed on the same data gives the same model.
     #[serde(default)]
     pub seed: Option<u64>,
-    /// Folder for the report (`report.json`, `loss.svg`, `roc.svg`); none when absent.
+    /// Folder for the report (`report.json`, `loss.svg`, `roc.svg`). No report is written when absent.
     #[serde(default)]
     pub report: Option<PathBuf>,
 }

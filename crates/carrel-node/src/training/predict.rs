@@ -3,7 +3,7 @@
 //!
 //! Only the model's operator runs predictions. A horizontal model is whole at its
 //! operator, which scores the rows locally without a peer. A vertical model is split
-//! between the guest and the host, so the guest asks the host for its partial logits (see
+//! between the guest and the host, so the guest requests the host's partial logits (see
 //! [`super::vertical`]). Every prediction writes `job.started` and `predict.completed` to the
 //! log of each party, with SHA-256 hashes of the ids and the scores but never the values.
 
@@ -34,7 +34,7 @@ pub(crate) const PROTOCOL: &str = "carrel-predict-v1";
 /// Largest number of rows one prediction job scores, whatever the agreement allows, so
 /// that the ids and the host's partial logits fit in one request and one response.
 ///
-/// NOTE: sized for ids of up to about 100 bytes under the 16 MiB body limit; longer ids
+/// NOTE: sized for ids of up to about 100 bytes under the 16 MiB body limit. Longer ids
 /// may need fewer rows per job.
 pub(crate) const MAX_PREDICTION_IDS: usize = 100_000;
 
@@ -48,7 +48,7 @@ pub struct StartPrediction {
     pub model: String,
     /// CSV file with the ids and this node's feature columns of the model.
     pub data: PathBuf,
-    /// Id column of `data`; `id` when absent.
+    /// Id column of `data`, or `id` when absent.
     #[serde(default)]
     pub id_column: Option<String>,
     /// CSV file to write, with the columns `id`, `logit` and `probability`.
@@ -70,7 +70,7 @@ pub(crate) struct Rows {
 ///
 /// [`NodeError::NotFound`] for an unknown model, [`NodeError::Forbidden`] for a node that
 /// may not run predictions with it, [`NodeError::BadRequest`] for an unreadable data file
-/// or more rows than the agreement allows; each is recorded as `predict.rejected`.
+/// or more rows than the agreement allows. Each error is recorded as `predict.rejected`.
 pub async fn start(node: Arc<Node>, request: StartPrediction) -> NodeResult<Value> {
     let me = node.identity.name().to_owned();
     let model = node
@@ -169,7 +169,7 @@ pub(crate) fn transcript(job: &str, model: &str, ids: &[String], scores: &[Optio
     hex::encode(transcript.hash())
 }
 
-/// Writes `id,logit,probability` per row; a missing logit leaves both fields empty.
+/// Writes `id,logit,probability` per row. A missing logit leaves both fields empty.
 ///
 /// # Errors
 ///

@@ -39,8 +39,8 @@ pub(super) fn read_rows(
     columns.push(label.clone());
 
     let mut reader = RowReader::new(&columns, bounds);
-    // NOTE: the label column doubles as the row key that the scan requires, because the
-    // terms of horizontal training name no identifier column; the key is not used.
+    // NOTE: the terms of horizontal training name no identifier column, so the label
+    // column also serves as the row key that the scan requires. The key is not used.
     carrel_query::scan_id_numbers(path, &label, &columns, |_, values| reader.push(values))?;
     reader.finish()
 }

@@ -1,5 +1,5 @@
 //! The coordinator's checks of a `carrel train --kind horizontal` request, before any
-//! provider is asked.
+//! request to a provider.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,13 +44,13 @@ pub(super) struct Setup {
     pub providers: Vec<ProviderEntry>,
     /// Feature columns, in model order.
     pub features: Vec<String>,
-    /// Holder of the operating right of the model.
+    /// Participant with the operating right of the model.
     pub operator: String,
     /// The held-out CSV file at this node.
     pub test_data: Option<PathBuf>,
     /// Folder of the report.
     pub report: Option<PathBuf>,
-    /// Privacy loss of the planned rounds that each provider charges; none without DP.
+    /// Privacy loss of the planned rounds that each provider charges, or none without DP.
     pub charged: Option<Charged>,
 }
 
@@ -68,7 +68,7 @@ impl Setup {
 ///
 /// [`NodeError::BadRequest`] for fewer than three providers, two agreements with the same
 /// provider, terms that differ in feature columns or model operator, more rounds than a
-/// provider's terms allow, invalid settings, or a held-out file that cannot be read;
+/// provider's terms allow, invalid settings, or a held-out file that cannot be read.
 /// [`NodeError::Forbidden`] for an agreement that permits another action or kind, is not
 /// this node's, is revoked or out of its validity, or requires stronger DP.
 pub fn start(node: Arc<Node>, request: StartTraining) -> NodeResult<Value> {

@@ -21,7 +21,7 @@ pub(super) const DEFAULT_LABEL_COLUMN: &str = "y";
 
 /// The guest's rows.
 pub(super) struct GuestTable {
-    /// Ids, labels and features as read; row `i` has canonical id `ids.text(i)`.
+    /// Ids, labels and features as read. Row `i` has canonical id `ids.text(i)`.
     pub table: FeatureTable,
     /// Canonical ids, one per row of `table`, in the same order.
     pub ids: IdList,
@@ -139,8 +139,8 @@ pub(super) struct HostTable {
 /// # Errors
 ///
 /// [`NodeError::BadRequest`] for a missing or NaN value, naming the column and the row's
-/// id, and for an id that appears twice; these messages quote the dataset and stay in the
-/// host's log. [`NodeError::Io`] when the file cannot be read.
+/// id, and for an id that appears twice. These messages quote the dataset, so they stay in
+/// the host's log. [`NodeError::Io`] when the file cannot be read.
 pub(super) fn read_host_table(
     path: &Path,
     dataset: &Dataset,

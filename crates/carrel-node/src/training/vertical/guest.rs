@@ -182,8 +182,8 @@ impl Settings {
             }),
             schedule_seed: request.seed.unwrap_or(0),
         };
-        // The fewest rows and no guest feature stand in for the sizes, which are not known
-        // yet.
+        // The sizes are not known yet, so the check uses the minimum number of rows and no
+        // guest feature in their place.
         let probe = settings.plan(
             super::MIN_TRAINING_ROWS,
             0,
@@ -471,7 +471,7 @@ impl GuestRun {
         Ok(())
     }
 
-    /// Asks the exchange to open the dealer session; returns the guest's seed.
+    /// Requests the exchange to open the dealer session and returns the guest's seed.
     async fn open_dealer(&self, plan: &Plan) -> NodeResult<Seed> {
         self.phase("opening the dealer session")?;
         let request = OpenDealer {
@@ -488,8 +488,8 @@ impl GuestRun {
         decode_seed(&opened.guest_seed)
     }
 
-    /// Closes the dealer session after the last epoch; a failure is logged, because the
-    /// exchange also ends the session when the job ends.
+    /// Closes the dealer session after the last epoch. A failure is only logged, because
+    /// the exchange also ends the session when the job ends.
     async fn close_dealer(&self) {
         let path = format!("/jobs/{}/dealer/close", self.job);
         let closed = self
@@ -777,7 +777,7 @@ fn split_rows(data: &GuestTable, mut members: Vec<usize>) -> NodeResult<Alignmen
     })
 }
 
-/// Records an epoch's progress and checkpoint; a failure is logged, not fatal.
+/// Records an epoch's progress and checkpoint. A failure is logged, not fatal.
 fn epoch_done(node: &Node, job: &str, plan: &Plan, report: EpochReport, checkpoint: &Checkpoint) {
     let phase = match report.loss {
         Some(loss) => format!(

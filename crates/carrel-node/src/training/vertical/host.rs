@@ -272,7 +272,7 @@ fn step_result<T>(
 ///
 /// # Errors
 ///
-/// [`NodeError::BadRequest`] for an invalid element or a batch out of order; the job ends.
+/// [`NodeError::BadRequest`] for an invalid element or a batch out of order. The job ends.
 pub async fn guest_elements(
     node: Arc<Node>,
     signer: &str,
@@ -303,7 +303,7 @@ pub async fn guest_elements(
 ///
 /// # Errors
 ///
-/// [`NodeError::BadRequest`] when `start` is not the next position; the job ends.
+/// [`NodeError::BadRequest`] when `start` is not the next position. The job ends.
 pub async fn host_elements(
     node: Arc<Node>,
     signer: &str,
@@ -338,7 +338,7 @@ pub async fn host_elements(
 ///
 /// # Errors
 ///
-/// [`NodeError::BadRequest`] for an invalid element or too many; the job ends.
+/// [`NodeError::BadRequest`] for an invalid element or too many. The job ends.
 pub async fn host_doubled(
     node: Arc<Node>,
     signer: &str,
@@ -368,7 +368,8 @@ pub async fn host_doubled(
 ///
 /// [`NodeError::JobFailed`] when the intersections differ, [`NodeError::BadRequest`] for a
 /// test identifier outside the intersection or a plan that does not fit these rows,
-/// [`NodeError::Forbidden`] for more epochs than the terms allow; the job ends.
+/// [`NodeError::Forbidden`] for more epochs than the terms allow. The job ends on each
+/// error.
 pub async fn align(node: Arc<Node>, signer: &str, job: &str, align: Align) -> NodeResult<Value> {
     let run = checked_run(&node, signer, job)?;
     let result = async {
@@ -476,7 +477,7 @@ async fn align_rows(
 ///
 /// # Errors
 ///
-/// [`NodeError::BadRequest`] for a wrong sequence number, part or tag; the job ends.
+/// [`NodeError::BadRequest`] for a wrong sequence number, part or tag. The job ends.
 pub async fn exchange(
     node: Arc<Node>,
     signer: &str,
@@ -550,7 +551,7 @@ async fn exchange_step(state: &mut HostState, part: ExchangePart) -> NodeResult<
     }
     let guest_message = std::mem::take(&mut incoming.bytes);
 
-    // The party's tag names the exchange its protocol is at; the guest's must be the same.
+    // The party's tag names the exchange its protocol is at, and the guest's must match it.
     let bridge = state.bridge.as_mut().expect("checked above");
     let (tag, host_message) = bridge.next_message().await?;
     if tag != part.tag {
@@ -579,7 +580,7 @@ async fn exchange_step(state: &mut HostState, part: ExchangePart) -> NodeResult<
 ///
 /// # Errors
 ///
-/// [`NodeError::BadRequest`] for another exchange or a part that does not exist; the job
+/// [`NodeError::BadRequest`] for another exchange or a part that does not exist. The job
 /// ends.
 pub async fn reply(
     node: Arc<Node>,
@@ -611,13 +612,14 @@ pub async fn reply(
     Ok(json!(piece))
 }
 
-/// Returns the host's partial logits on test rows, once per job; a use of the agreement.
+/// Returns the host's partial logits on test rows, once per job, as one use of the
+/// agreement.
 ///
 /// # Errors
 ///
 /// [`NodeError::BadRequest`] for an identifier that is not a test identifier of the
 /// alignment, [`NodeError::Forbidden`] for more rows than the terms allow or an agreement
-/// without uses left; the job ends.
+/// without uses left. The job ends on each error.
 pub async fn predict(
     node: Arc<Node>,
     signer: &str,

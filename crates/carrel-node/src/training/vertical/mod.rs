@@ -5,8 +5,8 @@
 //!
 //! The guest drives the job. Both parties learn the private set intersection of their
 //! identifiers, and the aligned rows are the intersection sorted by canonical identifier.
-//! Rows that the guest's split file marks `test` are held out, and the guest tells the host
-//! which ones they are. The model is trained on the other rows by
+//! Rows that the guest's split file marks `test` are held out, and the guest sends the host
+//! their identifiers. The model is trained on the other rows by
 //! [`carrel_learn::vertical`]: every quantity is additively secret-shared, and each party
 //! ends with its own weights in the clear. The host then returns its partial logits on
 //! the test rows, so that the guest can evaluate the model with its own labels, and both
@@ -157,7 +157,7 @@ pub struct Align {
     pub psi_transcript_sha256: String,
     /// Size of the intersection as the guest found it.
     pub intersection: u64,
-    /// Canonical identifiers of the held-out rows, sorted; a subset of the intersection.
+    /// Canonical identifiers of the held-out rows, sorted, which form a subset of the intersection.
     pub test_ids: Vec<String>,
     /// Public parameters of the training.
     pub plan: Plan,
@@ -194,8 +194,8 @@ pub struct ExchangePart {
 pub struct ExchangeReply {
     /// Number of the exchange.
     pub seq: u64,
-    /// Parts of the host's message; 0 in the acknowledgement of a part that is not the
-    /// guest's last.
+    /// Number of parts of the host's message, or 0 in the acknowledgement of a part that is
+    /// not the guest's last.
     pub parts: u32,
     /// The first part of the host's message (or the requested part), base64.
     pub body: String,
@@ -284,7 +284,7 @@ pub(crate) fn vertical_terms(record: &AgreementRecord) -> NodeResult<TrainingTer
     Ok(terms)
 }
 
-/// Returns the participant that holds the operating right of the model.
+/// Returns the participant that has the operating right of the model.
 pub(crate) fn operator_of(record: &AgreementRecord, terms: &TrainingTerms) -> String {
     if terms.model_operator == carrel_policy::MODEL_OPERATOR_CONSUMER {
         record.signed.agreement.assignee.clone()
@@ -293,15 +293,15 @@ pub(crate) fn operator_of(record: &AgreementRecord, terms: &TrainingTerms) -> St
     }
 }
 
+/// Minimum number of aligned training rows a vertical training accepts.
+pub(crate) const MIN_TRAINING_ROWS: usize = 100;
+
 /// Checks a plan against the terms and the limits of this node.
 ///
 /// # Errors
 ///
 /// [`NodeError::BadRequest`] for a field out of range or sizes beyond the limits,
 /// [`NodeError::Forbidden`] for more epochs than the terms allow.
-/// Fewest aligned training rows a vertical training accepts.
-pub(crate) const MIN_TRAINING_ROWS: usize = 100;
-
 pub(crate) fn check_plan(plan: &Plan, terms: &TrainingTerms) -> NodeResult<()> {
     plan.check()
         .map_err(|e| NodeError::BadRequest(e.to_string()))?;
