@@ -140,6 +140,7 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
             .route("/jobs/{id}/vertical/reply", post(vertical_reply))
             .route("/jobs/{id}/vertical/predict", post(vertical_predict))
             .route("/jobs/{id}/vertical/finish", post(vertical_finish))
+            .route("/jobs/{id}/vertical/resume", post(vertical_resume))
             .route("/jobs/predict", post(vertical_prediction))
     };
     // Horizontal federated training: the provider's steps.
@@ -686,6 +687,17 @@ async fn vertical_predict(
     Json(request): Json<vertical::Predict>,
 ) -> Reply {
     vertical::predict(node.clone(), signer.name(), &id, request)
+        .await
+        .map(Json)
+}
+
+async fn vertical_resume(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Path(id): Path<String>,
+    Json(request): Json<vertical::Resume>,
+) -> Reply {
+    vertical::resume(node.clone(), signer.name(), &id, request)
         .await
         .map(Json)
 }

@@ -70,6 +70,9 @@ pub enum NodeError {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// The job is interrupted and waits to be resumed; the request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     /// A broken invariant: a bug in Carrel.
     #[error("internal error, please report this as a bug: {0}")]
     Internal(String),
@@ -89,6 +92,7 @@ impl NodeError {
             Self::JobFailed(_) => (StatusCode::CONFLICT, "job_failed"),
             Self::ListingRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "listing_rejected"),
             Self::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_failed"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Remote { status, code, .. } => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
                 remote_code(code),
@@ -103,7 +107,7 @@ impl NodeError {
 /// Keeps a peer's error code when it is one of ours, so a rejection passes through
 /// a node unchanged.
 fn remote_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 12] = [
         "job_failed",
         "bad_request",
         "not_found",
@@ -114,6 +118,7 @@ fn remote_code(code: &str) -> &'static str {
         "query_failed",
         "listing_rejected",
         "peer_failed",
+        "unavailable",
         "internal",
     ];
     KNOWN
@@ -125,7 +130,7 @@ fn remote_code(code: &str) -> &'static str {
 impl IntoResponse for NodeError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(target: "carrel::node", error = %self, "request failed");
         } else {
             tracing::debug!(target: "carrel::node", error = %self, code, "request rejected");

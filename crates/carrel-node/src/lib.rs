@@ -125,11 +125,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> NodeResult<()> {
     let node = Arc::new(Node::open(dir.clone())?);
-    let interrupted = jobs::fail_interrupted(
-        &node.store,
-        node.identity.name(),
-        training::horizontal::resumes_after_restart,
-    )?;
+    let interrupted = jobs::fail_interrupted(&node.store, node.identity.name(), |job| {
+        training::horizontal::resumes_after_restart(job)
+            || training::vertical::resumes_after_restart(&node.store, job)
+    })?;
     if !interrupted.is_empty() {
         tracing::warn!(target: "carrel::node", jobs = interrupted.len(), "jobs left running by the last process were ended");
     }
@@ -156,8 +155,9 @@ pub async fn serve(
         .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", dir.endpoint().display())))?;
     tracing::info!(target: "carrel::node", name = node.identity.name(), %endpoint, "node ready");
     tokio::spawn(notify_interrupted(node.clone(), interrupted));
-    // Horizontal trainings that this node coordinated continue from their checkpoints.
+    // Trainings that this node drove continue from their checkpoints.
     tokio::spawn(training::horizontal::resume_running(node.clone()));
+    tokio::spawn(training::vertical::resume_running(node.clone()));
     server
         .await
         .map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;

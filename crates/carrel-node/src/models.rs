@@ -182,15 +182,22 @@ pub fn save_checkpoint(store: &Store, job: &str, checkpoint: &Value) -> NodeResu
 ///
 /// A storage error, or [`NodeError::Internal`] for a checkpoint that is not JSON.
 pub fn load_checkpoint(store: &Store, job: &str) -> NodeResult<Option<Value>> {
-    let body: Option<String> = store.read(|conn| {
-        Ok(conn
-            .query_row(
-                "SELECT body FROM job_checkpoints WHERE job_id = ?1",
-                [job],
-                |r| r.get(0),
-            )
-            .optional()?)
-    })?;
+    store.read(|conn| load_checkpoint_in(conn, job))
+}
+
+/// Loads a training job's last checkpoint as the connection `conn` sees it.
+///
+/// # Errors
+///
+/// As [`load_checkpoint`].
+pub fn load_checkpoint_in(conn: &rusqlite::Connection, job: &str) -> NodeResult<Option<Value>> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM job_checkpoints WHERE job_id = ?1",
+            [job],
+            |r| r.get(0),
+        )
+        .optional()?;
     body.map(|b| {
         serde_json::from_str(&b)
             .map_err(|e| NodeError::Internal(format!("checkpoint of job {job} is not JSON: {e}")))

@@ -5,12 +5,13 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use carrel_learn::data::{LoadOptions, read_csv};
 use carrel_learn::horizontal::{DpConfig, PartyData, TrainingConfig, privacy_loss, run_local};
 use common::{
     Cluster, NodeProcess, audit_log_events, carrel, carrel_exe, fails, ok, stored_job_state,
+    wait_for_end, wait_for_phase,
 };
 use serde_json::{Value, json};
 
@@ -28,9 +29,6 @@ const LENDERS: [(&str, &str); 3] = [
 
 /// Budget epsilon of every training offer.
 const BUDGET_EPSILON: f64 = 60.0;
-
-/// How long a training may take to end after a restart.
-const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
 fn data_file(name: &str) -> String {
     format!("{DATA}/{name}")
@@ -214,41 +212,6 @@ fn assert_none_running(nodes: &[&NodeProcess]) {
         for job in jobs(node) {
             assert_ne!(job["state"], "running", "{}: {job}", node.name);
         }
-    }
-}
-
-/// Waits until the consortium has finished training round `round` of a running job, and
-/// returns the job id.
-fn wait_for_round(node: &NodeProcess, round: u64) -> String {
-    let deadline = Instant::now() + JOB_DEADLINE;
-    loop {
-        let running = jobs(node).into_iter().find(|job| {
-            let training = job["phase"]
-                .as_str()
-                .is_some_and(|phase| phase.starts_with("round "));
-            job["state"] == "running" && training && job["done"].as_u64() >= Some(round)
-        });
-        if let Some(job) = running {
-            return job["id"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no training reached round {round}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits until job `id` ends on `node` and returns it.
-fn wait_for_end(node: &NodeProcess, id: &str) -> Value {
-    let deadline = Instant::now() + JOB_DEADLINE;
-    loop {
-        let job = ok(&["job", "status", "--node", &node.arg(), id]);
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} still running: {job}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -474,7 +437,7 @@ fn killed_node_resumes_to_same_model() {
 
     // The coordinator is killed during round 3 or later and started again.
     let mut command = train_in_background(&cluster, &agreements, &extra);
-    let job = wait_for_round(&cluster.consumer, 3);
+    let job = wait_for_phase(&cluster.consumer, "round ", 3);
     cluster.consumer.kill();
     let _ = command.wait();
     let stored = stored_job_state(&cluster.consumer.dir, &job);
@@ -495,7 +458,7 @@ fn killed_node_resumes_to_same_model() {
     // A lender is killed during round 3 or later and started again: the coordinator runs
     // the round it missed again.
     let mut command = train_in_background(&cluster, &agreements, &extra);
-    let job = wait_for_round(&cluster.consumer, 3);
+    let job = wait_for_phase(&cluster.consumer, "round ", 3);
     second.kill();
     second.start_again();
     let status = command.wait().unwrap();

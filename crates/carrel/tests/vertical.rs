@@ -4,12 +4,13 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use carrel_learn::vertical::Plan;
 use carrel_net::{NodeIdentity, Peer, PeerClient, PeerError};
-use common::{Cluster, audit_log_events, carrel, fails, ok};
+use common::{Cluster, audit_log_events, carrel, fails, ok, wait_for_end, wait_for_phase};
 use serde_json::{Value, json};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fate");
@@ -609,6 +610,52 @@ fn dealer_serves_only_the_host_in_order() {
     let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-5"]);
     assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
 
+    // The guest opens a running job's session again to resume it: fresh seeds, and the
+    // host's first step starts an epoch.
+    let first = bank
+        .post("/jobs/dealer", &open("d-11", &agreement, "bank", &plan))
+        .unwrap();
+    shop.post("/jobs/d-11/dealer/seed", &seed).unwrap();
+    shop.post("/jobs/d-11/dealer/corrections", &json!({ "step": 0 }))
+        .unwrap();
+    let reopen = |job: &str, plan: &Plan| {
+        let mut request = open(job, &agreement, "bank", plan);
+        request["resume"] = json!(true);
+        request
+    };
+    let (status, message) = shop
+        .post("/jobs/dealer", &reopen("d-11", &plan))
+        .unwrap_err();
+    assert_eq!(status, 403, "{message}");
+    let (status, message) = bank
+        .post("/jobs/dealer", &reopen("d-unknown", &plan))
+        .unwrap_err();
+    assert_eq!(status, 404, "{message}");
+    let mut other = plan.clone();
+    other.epochs = 1;
+    let (status, message) = bank
+        .post("/jobs/dealer", &reopen("d-11", &other))
+        .unwrap_err();
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("plan differs"), "{message}");
+    let again = bank.post("/jobs/dealer", &reopen("d-11", &plan)).unwrap();
+    assert_ne!(again["guest_seed"], first["guest_seed"]);
+    let new_seed = shop.post("/jobs/d-11/dealer/seed", &seed).unwrap();
+    assert_ne!(new_seed["host_seed"], host_seed["host_seed"]);
+    let per_epoch = plan.steps_per_epoch() as u64;
+    for step in [per_epoch, per_epoch + 1] {
+        let served = shop
+            .post("/jobs/d-11/dealer/corrections", &json!({ "step": step }))
+            .unwrap();
+        assert_eq!(served["step"], step);
+    }
+    let closed = bank.post("/jobs/d-11/dealer/close", &json!({})).unwrap();
+    assert_eq!(closed["steps_served"], 2);
+    let (status, message) = bank
+        .post("/jobs/dealer", &reopen("d-11", &plan))
+        .unwrap_err();
+    assert_eq!(status, 409, "a closed session stays closed: {message}");
+
     // One guest may have at most four sessions open at once.
     let jobs = ["d-6", "d-7", "d-8", "d-9"];
     for job in jobs {
@@ -627,16 +674,22 @@ fn dealer_serves_only_the_host_in_order() {
     assert_none_running(&cluster);
 }
 
-/// Trains on the breast data with the seed0 split and returns the agreement and the
-/// finished training job.
-fn trained_breast_model(cluster: &Cluster, extra: &[&str]) -> (String, Value) {
+/// Lists the shop's twenty breast features and returns the bank's vertical training
+/// agreement on them.
+fn breast_agreement(cluster: &Cluster) -> String {
     let host_csv = std::fs::read_to_string(data_file("breast_hetero_host.csv")).unwrap();
-    let agreement = cluster.agreement(
+    cluster.agreement(
         &host_csv,
         &host_description("breast_shop"),
         &vertical_policy(),
         "credit_scoring",
-    );
+    )
+}
+
+/// Trains on the breast data with the seed0 split and returns the agreement and the
+/// finished training job.
+fn trained_breast_model(cluster: &Cluster, extra: &[&str]) -> (String, Value) {
+    let agreement = breast_agreement(cluster);
     let guest = data_file("breast_hetero_guest.csv");
     let splits = data_file("splits/breast_hetero_splits.csv");
     let mut args = vec!["--split-file", splits.as_str(), "--split", "seed0"];
@@ -910,5 +963,110 @@ fn prediction_rejections_change_nothing() {
     let count = |record: &Value| record.pointer("/agreement/queries_used").cloned();
     assert!(count(&used).is_some_and(|n| n.is_u64()), "{used}");
     assert_eq!(count(&after), count(&used), "{after}");
+    assert_none_running(&cluster);
+}
+
+#[test]
+fn killed_party_resumes_training() {
+    let mut cluster = Cluster::start_with_names("shop", "bank");
+    let agreement = breast_agreement(&cluster);
+    let guest = data_file("breast_hetero_guest.csv");
+    let splits = data_file("splits/breast_hetero_splits.csv");
+    // Twelve epochs without early stopping, so that every run has epochs to interrupt.
+    let extra = [
+        "--split-file",
+        splits.as_str(),
+        "--split",
+        "seed0",
+        "--rounds",
+        "12",
+        "--patience",
+        "100",
+    ];
+    let (success, reference) = train(&cluster, &agreement, &guest, &extra);
+    assert!(success, "{reference}");
+    assert_eq!(reference["result"]["resumes"], 0);
+    let auc = reference["result"]["evaluation"]["auc"].as_f64().unwrap();
+
+    // The exchange restarts on its port, which the other nodes have pinned.
+    let config = cluster.exchange.dir.join("node.json");
+    let mut settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let endpoint = cluster.exchange.endpoint();
+    settings["listen"] = json!(endpoint.trim_start_matches("https://"));
+    std::fs::write(&config, settings.to_string()).unwrap();
+
+    for victim in ["host", "guest", "exchange"] {
+        let node = cluster.consumer.arg();
+        let mut args = vec![
+            "--json",
+            "train",
+            "--node",
+            &node,
+            "--kind",
+            "vertical",
+            "--agreement",
+            &agreement,
+            "--data",
+            &guest,
+        ];
+        args.extend_from_slice(&extra);
+        let mut command = Command::new(common::carrel_exe())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let job = wait_for_phase(&cluster.consumer, "epoch ", 3);
+        let node = match victim {
+            "host" => &mut cluster.provider,
+            "guest" => &mut cluster.consumer,
+            _ => &mut cluster.exchange,
+        };
+        node.kill();
+        node.start_again();
+        let _ = command.wait();
+
+        let done = wait_for_end(&cluster.consumer, &job);
+        assert_eq!(done["state"], "succeeded", "{victim} killed: {done}");
+        let result = &done["result"];
+        assert!(result["resumes"].as_u64() >= Some(1), "{result}");
+        assert_eq!(result["epochs"], 12, "{result}");
+        assert_eq!(result["losses"].as_array().unwrap().len(), 12, "{result}");
+        let again = result["evaluation"]["auc"].as_f64().unwrap();
+        assert_eq!(
+            format!("{auc:.4}"),
+            format!("{again:.4}"),
+            "{victim} killed: the AUC differs from the uninterrupted run"
+        );
+        let host_job = ok(&["job", "status", "--node", &cluster.provider.arg(), &job]);
+        assert_eq!(host_job["state"], "succeeded", "{host_job}");
+        assert_eq!(host_job["transcript_sha256"], done["transcript_sha256"]);
+        let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), &job]);
+        assert_eq!(dealer_job["state"], "succeeded", "{dealer_job}");
+        for node in [&cluster.consumer, &cluster.provider] {
+            let resumed: Vec<Value> = audit_log_events(&node.dir, "vertical.resumed")
+                .into_iter()
+                .filter(|e| e["detail"]["job"] == job.as_str())
+                .collect();
+            assert!(
+                !resumed.is_empty(),
+                "{}: no vertical.resumed for {job}",
+                node.name
+            );
+            // The training was killed after epoch 3, so it continues from epoch 3 or later.
+            let epoch = resumed[0]["detail"]["epoch"].as_u64().unwrap();
+            assert!(
+                (3..12).contains(&epoch),
+                "{}: resumed at {epoch}",
+                node.name
+            );
+            eprintln!(
+                "{victim} killed: {} resumed at epoch {epoch}, AUC {again:.4}",
+                node.name
+            );
+        }
+    }
     assert_none_running(&cluster);
 }

@@ -294,6 +294,22 @@ pub fn show(store: &Store, id: &str) -> NodeResult<JobView> {
     })
 }
 
+/// Returns the running jobs of `kind` for a node that starts, or none after logging a
+/// storage error.
+pub fn running_at_start(store: &Store, kind: &str) -> Vec<JobView> {
+    match list(store) {
+        Ok(all) => all
+            .into_iter()
+            .filter(|job| job.kind == kind && job.state == RUNNING)
+            .collect(),
+        Err(error) => {
+            tracing::error!(target: "carrel::training", %error, kind,
+                "running jobs not resumed");
+            Vec::new()
+        }
+    }
+}
+
 /// Returns every job, newest first.
 ///
 /// # Errors
@@ -309,10 +325,18 @@ pub fn list(store: &Store) -> NodeResult<Vec<JobView>> {
 }
 
 fn find(store: &Store, id: &str) -> NodeResult<Option<JobView>> {
-    let view = store.read(|c| {
-        Ok(c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
-            .optional()?)
-    })?;
+    store.read(|c| find_in(c, id))
+}
+
+/// Returns job `id` as the connection `conn` sees it, inside its transaction.
+///
+/// # Errors
+///
+/// A storage error.
+pub(crate) fn find_in(conn: &rusqlite::Connection, id: &str) -> NodeResult<Option<JobView>> {
+    let view = conn
+        .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
+        .optional()?;
     view.map(finish_view).transpose()
 }
 

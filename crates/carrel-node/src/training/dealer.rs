@@ -5,8 +5,9 @@
 //! | step | request | response |
 //! | --- | --- | --- |
 //! | open | guest: `POST /jobs/dealer` with the job, agreement, both parties and the plan | the guest's seed |
-//! | seed | host: `POST /jobs/{id}/dealer/seed` with the plan | the host's seed, once |
-//! | corrections | host: `POST /jobs/{id}/dealer/corrections` with the step number, in order | the step's corrections, base64 |
+//! | seed | host: `POST /jobs/{id}/dealer/seed` with the plan | the host's seed, once per session |
+//! | corrections | host: `POST /jobs/{id}/dealer/corrections` with the step number: the first at the start of an epoch, then in order | the step's corrections, base64 |
+//! | reopen | guest: `POST /jobs/dealer` as for open, with `resume: true`, to resume the training | the guest's new seed |
 //! | close | guest: `POST /jobs/{id}/dealer/close` | - |
 //!
 //! The exchange opens a session only for an agreement it countersigned, between the two
@@ -15,6 +16,12 @@
 //! opens and closes, only the host fetches its seed and corrections. The session and its
 //! seeds end when the guest closes it, when either party ends the job (`POST
 //! /jobs/{id}/abort`), or when a request of the host fails its checks.
+//!
+//! A training resumes with a new session of the same job: the guest opens it again, with
+//! the same plan, and the exchange draws two fresh seeds, so that no correlated randomness
+//! of the interrupted run is dealt twice. The job stays running at the exchange across a
+//! restart of the exchange, which keeps the plan in the job's checkpoint. The seeds are
+//! kept in memory only.
 //!
 //! # Security
 //!
@@ -25,6 +32,7 @@
 use std::sync::{Arc, Mutex};
 
 use carrel_learn::vertical::{Dealer, Plan, Seed, fresh_seed};
+use carrel_model::AuditEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -33,6 +41,7 @@ use crate::agreements;
 use crate::error::{NodeError, NodeResult};
 use crate::jobs::wire::{blocking, decode, encode};
 use crate::jobs::{self, NewJob};
+use crate::models;
 use crate::node::Node;
 use crate::signing::sha256_hex;
 
@@ -49,6 +58,9 @@ pub struct OpenDealer {
     pub host: String,
     /// Public parameters of the training.
     pub plan: Plan,
+    /// True to open the session of a running job again, with fresh seeds, to resume it.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// The dealer's response to [`OpenDealer`].
@@ -92,6 +104,7 @@ const MAX_SESSIONS: usize = 32;
 static SESSIONS: Registry<Session> = Registry::new();
 
 struct Session {
+    job: String,
     guest: String,
     host: String,
     agreement: String,
@@ -104,7 +117,10 @@ struct Session {
 #[derive(Default)]
 struct Served {
     seed: bool,
-    next_step: u64,
+    /// The step due next, none before the first request.
+    next_step: Option<u64>,
+    /// Steps served in this session.
+    count: u64,
 }
 
 /// Opens a dealer session for a vertical training and returns the guest's seed.
@@ -127,15 +143,16 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
                     request.guest
                 )));
             }
+            let others = |s: &Session| s.job != request.job;
             // NOTE: open sessions are bounded in number but do not expire. A guest that
             // disappears keeps its session until it aborts the job or the exchange restarts.
-            if SESSIONS.count(&node, |s| s.guest == signer) >= MAX_SESSIONS_PER_GUEST {
+            if SESSIONS.count(&node, |s| others(s) && s.guest == signer) >= MAX_SESSIONS_PER_GUEST {
                 return Err(NodeError::Conflict(format!(
                     "{signer} has {MAX_SESSIONS_PER_GUEST} dealer sessions open already: finish \
                      or abort one of its vertical trainings first"
                 )));
             }
-            if SESSIONS.count(&node, |_| true) >= MAX_SESSIONS {
+            if SESSIONS.count(&node, others) >= MAX_SESSIONS {
                 return Err(NodeError::Conflict(format!(
                     "the exchange serves {MAX_SESSIONS} dealer sessions already: try again when \
                      a training has ended"
@@ -172,6 +189,9 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
             )?;
             let terms = vertical_terms(&record)?;
             check_plan(&request.plan, &terms)?;
+            if request.resume {
+                return check_reopen(tx, events, signer, &request);
+            }
             let job = NewJob {
                 id: &request.job,
                 kind: KIND,
@@ -186,6 +206,10 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
             jobs::insert(tx, events, signer, &job, detail)
         },
     )?;
+    if !request.resume {
+        let saved = json!({ "plan": request.plan });
+        models::save_checkpoint(&node.store, &request.job, &saved)?;
+    }
 
     let guest_seed = fresh_seed();
     let host_seed = fresh_seed();
@@ -200,6 +224,7 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
     };
     let total = total_steps(&request.plan);
     let session = Session {
+        job: request.job.clone(),
         guest: request.guest,
         host: request.host,
         agreement: request.agreement,
@@ -210,11 +235,53 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
     };
     SESSIONS.insert(&node, &request.job, session);
     tracing::info!(target: "carrel::training", job = %request.job, guest = signer,
-        "dealer session opened");
-    jobs::progress(&node.store, &request.job, "dealing", 0, total)?;
+        resume = request.resume, "dealer session opened");
+    if !request.resume {
+        jobs::progress(&node.store, &request.job, "dealing", 0, total)?;
+    }
     Ok(json!(DealerOpened {
         guest_seed: encode(&guest_seed)
     }))
+}
+
+/// Checks the guest's request to open the session of a running job again, and records it.
+fn check_reopen(
+    tx: &rusqlite::Transaction,
+    events: &mut Vec<AuditEvent>,
+    signer: &str,
+    request: &OpenDealer,
+) -> NodeResult<()> {
+    let view = jobs::find_in(tx, &request.job)?
+        .filter(|view| view.kind == KIND && view.role == "dealer")
+        .ok_or_else(|| NodeError::NotFound {
+            what: "dealer session to resume",
+            id: request.job.clone(),
+        })?;
+    let parties = [request.guest.clone(), request.host.clone()];
+    if view.peers != parties || view.agreement.as_deref() != Some(request.agreement.as_str()) {
+        return Err(NodeError::Forbidden(format!(
+            "job {} was opened for other parties or another agreement",
+            request.job
+        )));
+    }
+    if view.state != jobs::RUNNING {
+        return Err(NodeError::Conflict(format!(
+            "the dealer's job {} has ended ({}); start a new training",
+            request.job, view.state
+        )));
+    }
+    let saved = models::load_checkpoint_in(tx, &request.job)?;
+    if saved.as_ref().map(|s| &s["plan"]) != Some(&json!(request.plan)) {
+        return Err(NodeError::BadRequest(format!(
+            "the plan differs from the plan job {} was opened with",
+            request.job
+        )));
+    }
+    let detail = json!({ "job": request.job });
+    events.push(
+        AuditEvent::now("dealer.reopened", signer, true, detail).with_agreement(&request.agreement),
+    );
+    Ok(())
 }
 
 fn total_steps(plan: &Plan) -> u64 {
@@ -279,15 +346,24 @@ pub async fn corrections(
     request: CorrectionsRequest,
 ) -> NodeResult<Value> {
     let session = host_session(node, signer, job)?;
+    let per_epoch = session.plan.steps_per_epoch() as u64;
     let checked = agreements::check_in_force(&node.store, &session.agreement).and_then(|()| {
         let mut served = lock(&session.served);
-        if !served.seed || request.step != served.next_step {
+        // A session's first step starts an epoch: the first, or the one a resumed training
+        // continues from.
+        let due = match served.next_step {
+            None if served.seed && request.step.is_multiple_of(per_epoch) => request.step,
+            None => 0,
+            Some(step) => step,
+        };
+        if !served.seed || request.step != due {
             return Err(NodeError::BadRequest(format!(
-                "corrections of step {} were requested, but step {} is next",
-                request.step, served.next_step
+                "corrections of step {} were requested, but step {due} is next",
+                request.step
             )));
         }
-        served.next_step += 1;
+        served.next_step = Some(due + 1);
+        served.count += 1;
         Ok(())
     });
     let result = match checked {
@@ -304,7 +380,6 @@ pub async fn corrections(
         Err(error) => Err(error),
     };
     let corrections = end_on_error(node, signer, job, result)?;
-    let per_epoch = session.plan.steps_per_epoch() as u64;
     if (request.step + 1).is_multiple_of(per_epoch) {
         let total = total_steps(&session.plan);
         jobs::progress(&node.store, job, "dealing", request.step + 1, total)?;
@@ -334,7 +409,7 @@ pub fn close(node: &Node, signer: &str, job: &str) -> NodeResult<Value> {
         )));
     }
     SESSIONS.take(node, job);
-    let steps = lock(&session.served).next_step;
+    let steps = lock(&session.served).count;
     let result = json!({ "steps_served": steps, "planned_steps": total_steps(&session.plan),
         "rows": session.plan.rows, "epochs": session.plan.epochs,
         "guest_features": session.plan.guest_features,

@@ -438,3 +438,43 @@ pub fn stored_job_state(dir: &Path, id: &str) -> Option<String> {
     conn.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
         .ok()
 }
+
+/// How long a training may take to reach a phase or to end, also after a restart.
+pub const JOB_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Waits until a running job on `node` is in a phase that starts with `prefix` and has
+/// done `done` steps or more, and returns its id.
+pub fn wait_for_phase(node: &NodeProcess, prefix: &str, done: u64) -> String {
+    let deadline = Instant::now() + JOB_DEADLINE;
+    loop {
+        let jobs = ok(&["job", "status", "--node", &node.arg()]);
+        let running = jobs.as_array().unwrap().iter().find(|job| {
+            let in_phase = job["phase"]
+                .as_str()
+                .is_some_and(|phase| phase.starts_with(prefix));
+            job["state"] == "running" && in_phase && job["done"].as_u64() >= Some(done)
+        });
+        if let Some(job) = running {
+            return job["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job reached {prefix}{done} on {}",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until job `id` ends on `node` and returns it.
+pub fn wait_for_end(node: &NodeProcess, id: &str) -> Value {
+    let deadline = Instant::now() + JOB_DEADLINE;
+    loop {
+        let job = ok(&["job", "status", "--node", &node.arg(), id]);
+        if job["state"] != "running" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still running: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

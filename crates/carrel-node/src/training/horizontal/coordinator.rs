@@ -24,8 +24,8 @@ use super::{
 };
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
+use crate::jobs;
 use crate::jobs::wire::{PeerCalls, blocking, encode, end_everywhere};
-use crate::jobs::{self, RUNNING};
 use crate::models::{self, DatasetRef, ModelPart, ModelRecord};
 use crate::node::Node;
 
@@ -116,16 +116,9 @@ impl Checkpoint {
 
 /// Continues every horizontal training that this node coordinated when it stopped.
 pub async fn resume_running(node: Arc<Node>) {
-    let running = match jobs::list(&node.store) {
-        Ok(all) => all,
-        Err(error) => {
-            tracing::error!(target: "carrel::training", %error, "running trainings not resumed");
-            return;
-        }
-    };
-    let coordinated = running
+    let coordinated = jobs::running_at_start(&node.store, KIND)
         .into_iter()
-        .filter(|job| job.kind == KIND && job.role == "consumer" && job.state == RUNNING);
+        .filter(|job| job.role == "consumer");
     for job in coordinated {
         match Checkpoint::load(&node.store, &job.id) {
             Ok(mut checkpoint) => {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use carrel_learn::logistic::dot;
 use carrel_learn::vertical::{
@@ -15,14 +15,15 @@ use carrel_model::{Reveal, TrainingKind, TrainingTerms};
 use carrel_mpc::ids::IdRule;
 use carrel_mpc::psi::{DEFAULT_BATCH, PsiParty};
 use carrel_mpc::transcript::Transcript;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::runtime::Handle;
 
 use super::super::StartTraining;
 use super::data::{GuestTable, read_guest_table};
-use super::link::GuestLink;
+use super::link::{self, GuestLink, SharedTranscript};
 use super::report::{self, Scored};
+use super::resume::{self, Resume, Resumed};
 use super::{
     Align, Aligned, Finish, Finished, Hello, HelloReply, KIND, PROTOCOL, Predict, Predicted,
     align_bytes, check_plan, hello_bytes, logit_bytes, model_id, operator_of, vertical_terms,
@@ -30,10 +31,11 @@ use super::{
 use crate::agreements::{self, AgreementRecord};
 use crate::error::{NodeError, NodeResult};
 use crate::jobs::wire::{PeerCalls, blocking, decode, encode, end_everywhere};
-use crate::jobs::{self, NewJob};
+use crate::jobs::{self, JobView, NewJob};
 use crate::models::{self, DatasetRef, ModelPart, ModelRecord};
 use crate::node::Node;
 use crate::psi::Elements;
+use crate::store::Store;
 use crate::training::dealer::{DealerOpened, OpenDealer, decode_seed};
 
 /// Starts a vertical training from the `carrel train` command: checks the agreement, the
@@ -77,25 +79,69 @@ pub fn start(node: Arc<Node>, request: StartTraining) -> NodeResult<Value> {
             jobs::insert(tx, events, &me, &new, detail)
         })?;
 
-    let agreement_id = agreement.clone();
-    let run = GuestRun {
-        calls: Arc::new(PeerCalls::new(node.clone())),
-        dealer_calls: PeerCalls::new(node.clone()),
+    tracing::info!(target: "carrel::training", %job, %agreement, "vertical training started");
+    let run = GuestRun::new(
         node,
-        job: job.clone(),
-        host,
-        exchange,
-        agreement,
-        operator: operator_of(&record, &terms),
-        terms,
+        job.clone(),
         request,
+        &record,
+        terms,
         settings,
-        contacted: AtomicBool::new(false),
-        seconds: std::sync::Mutex::new(Map::new()),
-    };
-    tracing::info!(target: "carrel::training", %job, %agreement_id, "vertical training started");
-    tokio::spawn(run.drive());
+        exchange,
+    );
+    tokio::spawn(run.drive(None));
     Ok(json!({ "job": job, "state": jobs::RUNNING }))
+}
+
+/// Continues, after a restart, every vertical training that this node drove as the guest,
+/// and marks the trainings it hosts as waiting for their guest.
+pub async fn resume_running(node: Arc<Node>) {
+    for job in jobs::running_at_start(&node.store, KIND) {
+        match job.role.as_str() {
+            "guest" => {
+                if let Err(error) = resume_guest(&node, &job) {
+                    end_everywhere(&node, &job.id, &job.peers, &error).await;
+                }
+            }
+            "host" => {
+                let phase = "interrupted: waiting for the guest to resume";
+                if let Err(error) = jobs::progress(&node.store, &job.id, phase, 0, 0) {
+                    tracing::warn!(target: "carrel::training", job = %job.id, %error,
+                        "progress not recorded");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Starts driving a guest's job again from its saved setup.
+fn resume_guest(node: &Arc<Node>, job: &JobView) -> NodeResult<()> {
+    let saved = resume::load::<GuestSetup>(&node.store, &job.id)?.ok_or_else(|| {
+        NodeError::Internal(format!("job {} has no saved setup to resume from", job.id))
+    })?;
+    let agreement = job
+        .agreement
+        .clone()
+        .ok_or_else(|| NodeError::Internal(format!("vertical job {} has no agreement", job.id)))?;
+    let record = node.store.read(|c| agreements::load(c, &agreement))?;
+    let terms = guest_terms(&record, node.identity.name())?;
+    let request = saved.setup.request.clone();
+    let settings = Settings::from_request(&request, &terms)?;
+    let exchange = node.exchange_name()?.to_owned();
+    let run = GuestRun::new(
+        node.clone(),
+        job.id.clone(),
+        request,
+        &record,
+        terms,
+        settings,
+        exchange,
+    );
+    run.contacted.store(true, Ordering::SeqCst);
+    tracing::info!(target: "carrel::training", job = %job.id, "resuming vertical training");
+    tokio::spawn(run.drive(Some(saved.setup)));
+    Ok(())
 }
 
 /// Rejects requests that do not fit a vertical training.
@@ -213,24 +259,28 @@ impl Settings {
     }
 }
 
-/// Returns a party's checkpoint as stored in the job's checkpoint row.
-///
-/// The shares are 128-bit integers, which a JSON number cannot hold, so the party's state
-/// is kept as JSON text.
-pub(super) fn checkpoint_value(
-    role: &str,
-    plan: &Plan,
-    checkpoint: &Checkpoint,
-) -> NodeResult<Value> {
-    let state = serde_json::to_string(checkpoint)
-        .map_err(|e| NodeError::Internal(format!("the checkpoint does not serialise: {e}")))?;
-    Ok(
-        json!({ "role": role, "epochs_done": checkpoint.epochs_done, "plan": plan,
-               "state": state }),
-    )
+/// Resumes a training at most this many times in one process.
+const MAX_RESUMES: u32 = 8;
+
+/// How long the guest keeps trying to resume a training with the host and the dealer.
+const RESUME_WAIT: Duration = Duration::from_secs(120);
+
+/// Pause between two attempts to resume.
+const RESUME_RETRY: Duration = Duration::from_millis(500);
+
+/// What the guest saves when the rows are aligned, to resume the training.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GuestSetup {
+    request: StartTraining,
+    plan: Plan,
+    /// SHA-256 of the data file, hex, which must not change before the training ends.
+    data_sha256: String,
+    host_dataset_sha256: String,
+    alignment: Alignment,
 }
 
 /// The rows after the alignment, as positions in the guest's table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Alignment {
     intersection: usize,
     train: Vec<usize>,
@@ -261,8 +311,40 @@ struct GuestRun {
 }
 
 impl GuestRun {
-    async fn drive(self) {
-        let Err(error) = self.run().await else {
+    fn new(
+        node: Arc<Node>,
+        job: String,
+        request: StartTraining,
+        record: &AgreementRecord,
+        terms: TrainingTerms,
+        settings: Settings,
+        exchange: String,
+    ) -> Self {
+        Self {
+            calls: Arc::new(PeerCalls::new(node.clone())),
+            dealer_calls: PeerCalls::new(node.clone()),
+            node,
+            job,
+            host: record.signed.agreement.assigner.clone(),
+            exchange,
+            agreement: record.signed.agreement.id.clone(),
+            operator: operator_of(record, &terms),
+            terms,
+            request,
+            settings,
+            contacted: AtomicBool::new(false),
+            seconds: std::sync::Mutex::new(Map::new()),
+        }
+    }
+
+    /// Runs the job, from the start or, with a saved setup, from the latest common epoch,
+    /// and ends it on every party on any error.
+    async fn drive(self, saved: Option<GuestSetup>) {
+        let result = match saved {
+            None => self.run().await,
+            Some(setup) => self.run_resumed(setup).await,
+        };
+        let Err(error) = result else {
             return;
         };
         if self.contacted.load(Ordering::SeqCst) {
@@ -300,7 +382,7 @@ impl GuestRun {
         self.time("alignment", clock);
 
         let clock = Instant::now();
-        let seed = self.open_dealer(&plan).await?;
+        let seed = self.open_dealer(&plan, false).await?;
         let align = Align {
             psi_transcript_sha256: hex::encode(transcript.hash()),
             intersection: alignment.intersection as u64,
@@ -325,23 +407,155 @@ impl GuestRun {
         }
         self.time("dealer_setup", clock);
 
+        let setup = GuestSetup {
+            request: self.request.clone(),
+            plan,
+            data_sha256: data.sha256.clone(),
+            host_dataset_sha256: reply.dataset_sha256,
+            alignment,
+        };
+        resume::save_setup(
+            &self.node.store,
+            &self.job,
+            "guest",
+            &setup,
+            transcript.hash(),
+        )?;
+        self.complete(&data, &setup, Some((seed, transcript))).await
+    }
+
+    /// Continues a training after this node restarted, from its saved setup.
+    async fn run_resumed(&self, setup: GuestSetup) -> NodeResult<()> {
+        self.phase("reading data")?;
+        let data = {
+            let request = self.request.clone();
+            blocking(move || read_guest_table(&request, &IdRule::default())).await?
+        };
+        if data.sha256 != setup.data_sha256 {
+            return Err(NodeError::JobFailed(format!(
+                "data file {} changed since the training started, so the training cannot                  resume; start a new one",
+                self.request
+                    .data
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        self.complete(&data, &setup, None).await
+    }
+
+    /// Trains, resuming as often as the host or the dealer is lost, then evaluates the
+    /// model and registers the guest's part. `start` holds the seed and the transcript of a
+    /// training that starts at its first epoch.
+    async fn complete(
+        &self,
+        data: &GuestTable,
+        setup: &GuestSetup,
+        mut start: Option<(Seed, Transcript)>,
+    ) -> NodeResult<()> {
         let clock = Instant::now();
-        let (outcome, mut transcript) = self
-            .train(&plan, seed, &data, &alignment.train, transcript)
-            .await?;
+        let mut resumes = 0;
+        let (outcome, scored, transcript) = loop {
+            let (seed, checkpoint, transcript) = match start.take() {
+                Some((seed, transcript)) => (seed, None, transcript),
+                None => {
+                    resumes += 1;
+                    self.rejoin(&setup.plan).await?
+                }
+            };
+            let rows = &setup.alignment.train;
+            // The evaluation needs the host's run too, so a host lost then also resumes:
+            // from the last epoch, the parties only open their weights again.
+            let trained = async {
+                let (outcome, mut transcript) = self
+                    .train(&setup.plan, seed, checkpoint, data, rows, transcript)
+                    .await?;
+                self.time("training", clock);
+                let clock = Instant::now();
+                let scored = self
+                    .evaluate(data, &setup.alignment, &outcome, &mut transcript)
+                    .await?;
+                self.time("evaluation", clock);
+                Ok::<_, NodeError>((outcome, scored, transcript))
+            };
+            match trained.await {
+                Ok(done) => break done,
+                Err(error) if link::lost_peer(&error) && resumes < MAX_RESUMES => {
+                    tracing::warn!(target: "carrel::training", job = %self.job, %error,
+                        "vertical training interrupted; resuming it");
+                }
+                Err(error) => return Err(error),
+            }
+        };
         self.close_dealer().await;
-        self.time("training", clock);
 
-        let clock = Instant::now();
-        let scored = self
-            .evaluate(&data, &alignment, &outcome, &mut transcript)
-            .await?;
-        self.time("evaluation", clock);
+        self.finish(data, setup, &outcome, scored, resumes, transcript)
+            .await
+    }
 
-        self.finish(
-            &data, &alignment, &plan, &outcome, scored, &reply, transcript,
-        )
-        .await
+    /// Agrees with the host on the epoch to continue from, after a fresh dealer session:
+    /// returns the guest's new seed, its shares at that epoch and the transcript of the
+    /// resumed training. Waits for a host or an exchange that cannot be reached yet.
+    async fn rejoin(&self, plan: &Plan) -> NodeResult<(Seed, Option<Checkpoint>, Transcript)> {
+        self.phase("resuming: waiting for the host and the dealer")?;
+        let saved = resume::load::<GuestSetup>(&self.node.store, &self.job)?.ok_or_else(|| {
+            NodeError::Internal(format!("job {} saved no setup to resume from", self.job))
+        })?;
+        let request = Resume {
+            marks: resume::offers(&saved.marks),
+        };
+        let deadline = Instant::now() + RESUME_WAIT;
+        let path = format!("/jobs/{}/vertical/resume", self.job);
+        let (seed, resumed) = loop {
+            let attempt = async {
+                let seed = self.open_dealer(plan, true).await?;
+                let resumed: Resumed = self.call(&path, &request).await?;
+                Ok::<_, NodeError>((seed, resumed))
+            }
+            .await;
+            match attempt {
+                Ok(done) => break done,
+                Err(error) if link::lost_peer(&error) && Instant::now() < deadline => {
+                    tracing::debug!(target: "carrel::training", job = %self.job, %error,
+                        "not resumed yet");
+                    tokio::time::sleep(RESUME_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let mark = saved
+            .marks
+            .iter()
+            .find(|mark| mark.epoch == resumed.epoch)
+            .ok_or_else(|| {
+                NodeError::JobFailed(format!(
+                    "the host resumes from epoch {}, which this node did not offer",
+                    resumed.epoch
+                ))
+            })?;
+        resume::rewind(&self.node.store, &self.job, mark.epoch)?;
+        let checkpoint = mark.checkpoint()?;
+        let me = self.node.identity.name().to_owned();
+        self.node.store.audited(
+            "vertical.resume",
+            &me,
+            Some(&self.agreement),
+            |_, events| {
+                let detail = json!({ "job": self.job, "epoch": mark.epoch, "host": self.host });
+                events.push(
+                    carrel_model::AuditEvent::now("vertical.resumed", &me, true, detail)
+                        .with_agreement(&self.agreement),
+                );
+                Ok(())
+            },
+        )?;
+        tracing::info!(target: "carrel::training", job = %self.job, epoch = mark.epoch,
+            "vertical training resumed");
+        Ok((
+            seed,
+            checkpoint,
+            resume::resumed_transcript(&self.job, mark),
+        ))
     }
 
     /// Runs the set intersection with the host and splits the aligned rows.
@@ -471,15 +685,19 @@ impl GuestRun {
         Ok(())
     }
 
-    /// Requests the exchange to open the dealer session and returns the guest's seed.
-    async fn open_dealer(&self, plan: &Plan) -> NodeResult<Seed> {
-        self.phase("opening the dealer session")?;
+    /// Requests the exchange to open the dealer session, or to open it again with fresh
+    /// seeds when `resume` holds, and returns the guest's seed.
+    async fn open_dealer(&self, plan: &Plan, resume: bool) -> NodeResult<Seed> {
+        if !resume {
+            self.phase("opening the dealer session")?;
+        }
         let request = OpenDealer {
             job: self.job.clone(),
             agreement: self.agreement.clone(),
             guest: self.node.identity.name().to_owned(),
             host: self.host.clone(),
             plan: plan.clone(),
+            resume,
         };
         let opened: DealerOpened = self
             .dealer_calls
@@ -502,21 +720,24 @@ impl GuestRun {
         }
     }
 
-    /// Trains on the guest's party in a blocking thread, each exchange a call to the host.
+    /// Trains on the guest's party in a blocking thread, each exchange a call to the host,
+    /// from the first epoch or from a checkpoint.
     async fn train(
         &self,
         plan: &Plan,
         seed: Seed,
+        checkpoint: Option<Checkpoint>,
         data: &GuestTable,
         rows: &[usize],
         transcript: Transcript,
     ) -> NodeResult<(Outcome, Transcript)> {
-        let phase = format!("epoch 0 of {}", plan.epochs);
+        let done = checkpoint.as_ref().map_or(0, |c| c.epochs_done);
+        let phase = format!("epoch {done} of {}", plan.epochs);
         jobs::progress(
             &self.node.store,
             &self.job,
             &phase,
-            0,
+            u64::from(done),
             u64::from(plan.epochs),
         )?;
         let labels = data
@@ -529,6 +750,7 @@ impl GuestRun {
             features.extend_from_slice(data.table.row(row));
             train_labels.push(labels[row]);
         }
+        let transcript = SharedTranscript::new(transcript);
         let mut link = GuestLink {
             handle: Handle::current(),
             node: self.node.clone(),
@@ -537,19 +759,24 @@ impl GuestRun {
             job: self.job.clone(),
             agreement: self.agreement.clone(),
             seq: 0,
-            transcript,
+            transcript: transcript.clone(),
             failure: None,
         };
         let (node, job, plan) = (self.node.clone(), self.job.clone(), plan.clone());
         blocking(move || {
             let mut party = Party::guest(plan.clone(), seed, &features, &train_labels)
                 .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+            if let Some(checkpoint) = checkpoint {
+                party
+                    .resume(checkpoint)
+                    .map_err(|e| NodeError::JobFailed(e.to_string()))?;
+            }
             let mut correlation = GuestCorrelation::new(plan.clone(), seed);
             let mut progress = |report: EpochReport, checkpoint: &Checkpoint| {
-                epoch_done(&node, &job, &plan, report, checkpoint);
+                epoch_done(&node.store, &job, report, checkpoint, transcript.hash());
             };
             match party.train(&mut link, &mut correlation, &mut progress) {
-                Ok(outcome) => Ok((outcome, link.transcript)),
+                Ok(outcome) => Ok((outcome, transcript.snapshot())),
                 Err(error) => Err(link
                     .failure
                     .take()
@@ -606,17 +833,16 @@ impl GuestRun {
     }
 
     /// Ends the job with the host, writes the report and registers the guest's part.
-    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         data: &GuestTable,
-        alignment: &Alignment,
-        plan: &Plan,
+        setup: &GuestSetup,
         outcome: &Outcome,
         scored: Option<Result<Scored, String>>,
-        reply: &HelloReply,
+        resumes: u32,
         transcript: Transcript,
     ) -> NodeResult<()> {
+        let (alignment, plan) = (&setup.alignment, &setup.plan);
         self.phase("registering the model")?;
         let clock = Instant::now();
         let me = self.node.identity.name().to_owned();
@@ -629,7 +855,7 @@ impl GuestRun {
         };
         let host_dataset = DatasetRef {
             holder: self.host.clone(),
-            sha256: reply.dataset_sha256.clone(),
+            sha256: setup.host_dataset_sha256.clone(),
             rows,
         };
         let finish = Finish {
@@ -701,6 +927,7 @@ impl GuestRun {
             "losses": outcome.losses,
             "plan": plan,
             "part_sha256": record.part.sha256(),
+            "resumes": resumes,
         });
         if let Some(note) = note {
             result["evaluation_note"] = json!(note);
@@ -778,7 +1005,13 @@ fn split_rows(data: &GuestTable, mut members: Vec<usize>) -> NodeResult<Alignmen
 }
 
 /// Records an epoch's progress and checkpoint. A failure is logged, not fatal.
-fn epoch_done(node: &Node, job: &str, plan: &Plan, report: EpochReport, checkpoint: &Checkpoint) {
+fn epoch_done(
+    store: &Store,
+    job: &str,
+    report: EpochReport,
+    checkpoint: &Checkpoint,
+    transcript: [u8; 32],
+) {
     let phase = match report.loss {
         Some(loss) => format!(
             "epoch {} of {}, loss {loss:.4}",
@@ -787,14 +1020,13 @@ fn epoch_done(node: &Node, job: &str, plan: &Plan, report: EpochReport, checkpoi
         None => format!("epoch {} of {}", report.epoch, report.epochs),
     };
     let progress = jobs::progress(
-        &node.store,
+        store,
         job,
         &phase,
         u64::from(report.epoch),
         u64::from(report.epochs),
     );
-    let saved = checkpoint_value("guest", plan, checkpoint)
-        .and_then(|value| models::save_checkpoint(&node.store, job, &value));
+    let saved = resume::record_epoch(store, job, transcript, checkpoint);
     for error in [progress.err(), saved.err()].into_iter().flatten() {
         tracing::warn!(target: "carrel::training", %job, epoch = report.epoch, %error,
             "epoch progress not recorded");

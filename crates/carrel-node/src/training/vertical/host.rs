@@ -11,12 +11,14 @@ use carrel_model::{AuditEvent, Reveal, TrainingKind, TrainingTerms};
 use carrel_mpc::ids::IdRule;
 use carrel_mpc::psi::PsiParty;
 use carrel_mpc::transcript::Transcript;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio::sync::Mutex;
 
 use super::data::read_host_table;
-use super::link::{self, Bridge, MAX_MESSAGE_BYTES, PART_BYTES};
+use super::link::{self, Bridge, MAX_MESSAGE_BYTES, PART_BYTES, PartyStart, SharedTranscript};
+use super::resume::{self, Resume, Resumed};
 use super::{
     Align, Aligned, ExchangePart, ExchangeReply, Finish, Finished, Hello, HelloReply, KIND,
     MAX_PSI_BATCH, MAX_ROWS, PROTOCOL, Predict, Predicted, Registry, ReplyRequest, align_bytes,
@@ -54,10 +56,13 @@ struct HostState {
     /// Features of the terms' columns, one row per identifier of the set intersection's
     /// own list.
     features: Vec<f64>,
-    psi: PsiParty,
+    /// The set intersection, until the rows are aligned; none in a resumed run.
+    psi: Option<PsiParty>,
+    /// Identifiers the host brought.
+    own_rows: u64,
     batch: usize,
     next_own: usize,
-    transcript: Transcript,
+    transcript: SharedTranscript,
     clipped: Vec<(String, u64)>,
     blank_ids: u64,
     alignment: Option<Alignment>,
@@ -71,12 +76,25 @@ struct HostState {
     started: Instant,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Alignment {
     plan: Plan,
     intersection: u64,
     train_rows: u64,
     /// Position in the own identifier list of each test identifier.
     test: BTreeMap<String, usize>,
+}
+
+/// What the host saves when the rows are aligned, to resume the training.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HostSetup {
+    alignment: Alignment,
+    /// Position in the own identifier list of each training row, in training order.
+    train: Vec<usize>,
+    dataset_sha256: String,
+    own_rows: u64,
+    blank_ids: u64,
+    clipped: Vec<(String, u64)>,
 }
 
 /// The parts of the guest's message of the current exchange received so far.
@@ -168,8 +186,9 @@ pub async fn hello(node: Arc<Node>, signer: &str, hello: Hello) -> NodeResult<Va
         host_size: table.ids.len() as u64,
         dataset_sha256: dataset.content_sha256.clone(),
     };
-    let mut transcript = Transcript::new(PROTOCOL, &hello.job);
+    let transcript = SharedTranscript::new(Transcript::new(PROTOCOL, &hello.job));
     transcript.append(b"hello", &hello_bytes(&hello, &reply));
+    let own_rows = table.ids.len() as u64;
     let psi = PsiParty::new(
         table.ids,
         Reveal::Intersection,
@@ -181,7 +200,8 @@ pub async fn hello(node: Arc<Node>, signer: &str, hello: Hello) -> NodeResult<Va
         terms,
         dataset_sha256: dataset.content_sha256,
         features: table.features,
-        psi,
+        psi: Some(psi),
+        own_rows,
         batch,
         next_own: 0,
         transcript,
@@ -255,17 +275,39 @@ pub(super) fn end_run(
     });
 }
 
-/// Passes a step's result through, ending the job on this node when it failed.
+/// Ends the run of `job` on this node without ending the job, after its party lost the
+/// dealer: the job waits for the guest to resume it.
+pub(super) fn interrupt_run(node: &Arc<Node>, job: &str, reason: &str) {
+    HOSTS.take(node, job);
+    tracing::warn!(target: "carrel::training", %job, reason,
+        "vertical training interrupted; waiting for the guest to resume it");
+    let phase = "interrupted: waiting for the guest to resume";
+    if let Err(error) = jobs::progress(&node.store, job, phase, 0, 0) {
+        tracing::warn!(target: "carrel::training", %job, %error, "progress not recorded");
+    }
+}
+
+/// Passes a step's result through, ending the job on this node when it failed, unless
+/// the training is only interrupted.
 fn step_result<T>(
     node: &Arc<Node>,
     signer: &str,
     job: &str,
     result: NodeResult<T>,
 ) -> NodeResult<T> {
-    if let Err(error) = &result {
+    if let Err(error) = &result
+        && !matches!(error, NodeError::Unavailable(_))
+    {
         end_run(node, &Handle::current(), signer, job, error);
     }
     result
+}
+
+/// Returns the set intersection of a run that has not aligned its rows yet.
+fn psi_of(state: &mut HostState) -> NodeResult<&mut PsiParty> {
+    state.psi.as_mut().ok_or_else(|| {
+        NodeError::BadRequest("the set intersection of this training has ended".into())
+    })
 }
 
 /// Step 1: blinds a batch of the guest's identifiers again.
@@ -283,8 +325,7 @@ pub async fn guest_elements(
     let result = async {
         let mut state = run.state.lock().await;
         let bytes = decode(&batch.points)?;
-        let answer = state
-            .psi
+        let answer = psi_of(&mut state)?
             .answer_peer(batch.start as usize, &bytes)
             .map_err(|e| NodeError::BadRequest(e.to_string()))?;
         state.transcript.append(b"guest-elements", &bytes);
@@ -314,14 +355,15 @@ pub async fn host_elements(
     let result = async {
         let mut state = run.state.lock().await;
         let start = request.start as usize;
-        let len = state.psi.len();
-        if start != state.next_own || (start >= len && len > 0) {
+        let (next_own, batch) = (state.next_own, state.batch);
+        let psi = psi_of(&mut state)?;
+        let len = psi.len();
+        if start != next_own || (start >= len && len > 0) {
             return Err(NodeError::BadRequest(format!(
-                "host identifiers from {start} were requested, but {} is next of {len}",
-                state.next_own
+                "host identifiers from {start} were requested, but {next_own} is next of {len}"
             )));
         }
-        let points = state.psi.blind_own(start, state.batch);
+        let points = psi.blind_own(start, batch);
         state.next_own += points.len() / 32;
         state.transcript.append(b"host-elements", &points);
         Ok(points)
@@ -349,8 +391,7 @@ pub async fn host_doubled(
     let result = async {
         let mut state = run.state.lock().await;
         let bytes = decode(&batch.points)?;
-        state
-            .psi
+        psi_of(&mut state)?
             .take_own_doubled(&bytes)
             .map_err(|e| NodeError::BadRequest(e.to_string()))?;
         state.transcript.append(b"host-doubled", &bytes);
@@ -398,12 +439,12 @@ async fn align_rows(
             align.psi_transcript_sha256
         )));
     }
-    let outcome = state
-        .psi
+    let psi = psi_of(state)?;
+    let outcome = psi
         .finish()
         .map_err(|e| NodeError::JobFailed(e.to_string()))?;
     let mut members = outcome.members.unwrap_or_default();
-    let ids = state.psi.ids();
+    let ids = psi.ids();
     members.sort_by(|a, b| ids.text(*a).cmp(ids.text(*b)));
     if members.len() as u64 != align.intersection {
         return Err(NodeError::JobFailed(format!(
@@ -449,27 +490,220 @@ async fn align_rows(
     let seeded = node.post(&run.exchange, &path, &request).await?;
     let seed = decode_seed(seeded["host_seed"].as_str().unwrap_or_default())?;
 
-    let k = state.terms.feature_columns.len();
-    let features: Vec<f64> = train
-        .iter()
-        .flat_map(|&i| state.features[i * k..(i + 1) * k].iter().copied())
-        .collect();
-    let bridge =
-        link::start_party(node, &run.exchange, job, align.plan.clone(), seed, features).await?;
     let aligned = Aligned {
         intersection: align.intersection,
         train_rows: train.len() as u64,
         test_rows: test.len() as u64,
     };
-    state.alignment = Some(Alignment {
-        plan: align.plan,
-        intersection: aligned.intersection,
-        train_rows: aligned.train_rows,
-        test,
-    });
-    state.bridge = Some(bridge);
+    let setup = HostSetup {
+        alignment: Alignment {
+            plan: align.plan,
+            intersection: aligned.intersection,
+            train_rows: aligned.train_rows,
+            test,
+        },
+        train,
+        dataset_sha256: state.dataset_sha256.clone(),
+        own_rows: state.own_rows,
+        blank_ids: state.blank_ids,
+        clipped: state.clipped.clone(),
+    };
+    resume::save_setup(&node.store, job, "host", &setup, state.transcript.hash())?;
+    let start = PartyStart {
+        plan: setup.alignment.plan.clone(),
+        seed,
+        features: train_features(&state.features, &setup),
+        checkpoint: None,
+        transcript: state.transcript.clone(),
+    };
+    state.bridge = Some(link::start_party(node, &run.exchange, job, start).await?);
+    state.psi = None;
+    state.alignment = Some(setup.alignment);
     jobs::progress(&node.store, job, "training", 0, 0)?;
     Ok(aligned)
+}
+
+/// Returns the host's features of the training rows, in training order.
+fn train_features(features: &[f64], setup: &HostSetup) -> Vec<f64> {
+    let k = setup.alignment.plan.host_features;
+    setup
+        .train
+        .iter()
+        .flat_map(|&i| features[i * k..(i + 1) * k].iter().copied())
+        .collect()
+}
+
+/// Resumes the training at the guest's request, from the latest epoch for which both
+/// parties hold the same history: rebuilds the rows from the dataset and the saved
+/// alignment, fetches the host's new seed from the exchange and starts the party from its
+/// shares at that epoch. A run this process still holds is replaced.
+///
+/// # Errors
+///
+/// [`NodeError::NotFound`] for a job this node does not host, [`NodeError::Forbidden`]
+/// for a signer other than its guest or an agreement no longer in force,
+/// [`NodeError::Conflict`] for a job that ended. [`NodeError::JobFailed`] when the
+/// histories share no epoch or the dataset changed; the job ends then.
+/// [`NodeError::Unavailable`] when the exchange cannot be reached; the job waits.
+pub async fn resume(
+    node: Arc<Node>,
+    signer: &str,
+    job: &str,
+    request: Resume,
+) -> NodeResult<Value> {
+    let view = jobs::show(&node.store, job)?;
+    if view.kind != KIND || view.role != "host" {
+        return Err(NodeError::NotFound {
+            what: "vertical training hosted here",
+            id: job.to_owned(),
+        });
+    }
+    if view.peers.first().map(String::as_str) != Some(signer) {
+        return Err(NodeError::Forbidden(format!(
+            "{signer:?} is not the guest of job {job}"
+        )));
+    }
+    if view.state != jobs::RUNNING {
+        return Err(NodeError::Conflict(format!(
+            "job {job} has ended ({}); start a new training",
+            view.state
+        )));
+    }
+    let agreement = view
+        .agreement
+        .clone()
+        .ok_or_else(|| NodeError::Internal(format!("vertical job {job} has no agreement")))?;
+    let result = resume_run(&node, signer, job, &agreement, request).await;
+    match &result {
+        Err(error @ (NodeError::JobFailed(_) | NodeError::Forbidden(_))) => {
+            let reason = format!("the host could not resume the training: {error}");
+            jobs::fail(&node.store, signer, job, &reason)?;
+        }
+        Err(error) => {
+            tracing::warn!(target: "carrel::training", %job, %error, "training not resumed yet");
+        }
+        Ok(_) => {}
+    }
+    Ok(json!(result?))
+}
+
+async fn resume_run(
+    node: &Arc<Node>,
+    signer: &str,
+    job: &str,
+    agreement: &str,
+    request: Resume,
+) -> NodeResult<Resumed> {
+    agreements::check_in_force(&node.store, agreement)?;
+    let saved = resume::load::<HostSetup>(&node.store, job)?.ok_or_else(|| {
+        NodeError::JobFailed(format!(
+            "job {job} stopped before its rows were aligned, so it cannot resume"
+        ))
+    })?;
+    // A run this process still holds waits for a guest that has restarted.
+    HOSTS.take(node, job);
+    let mark = resume::common_mark(&saved.marks, &request.marks)?.clone();
+    let checkpoint = mark.checkpoint()?;
+    let setup = saved.setup;
+
+    let (record, dataset, path) = node.store.read(|c| {
+        let record = agreements::load(c, agreement)?;
+        let (dataset, path) = crate::query::dataset_of(c, &record.signed.agreement.target)?;
+        Ok((record, dataset, path))
+    })?;
+    let terms = vertical_terms(&record)?;
+    if dataset.content_sha256 != setup.dataset_sha256 {
+        return Err(NodeError::JobFailed(
+            "the product's dataset changed since the training started, so the training              cannot resume; start a new one"
+                .into(),
+        ));
+    }
+    let table = {
+        let terms = terms.clone();
+        blocking(move || read_host_table(&path, &dataset, &terms, &IdRule::default())).await
+    }
+    .map_err(|error| {
+        tracing::error!(target: "carrel::training", %job, %error, "dataset not read to resume");
+        NodeError::JobFailed(DATA_REJECTED.into())
+    })?;
+    if table.ids.len() as u64 != setup.own_rows {
+        return Err(NodeError::JobFailed(DATA_REJECTED.into()));
+    }
+
+    let exchange = node.exchange_name()?.to_owned();
+    let plan = setup.alignment.plan.clone();
+    let seeded = node
+        .post(
+            &exchange,
+            &format!("/jobs/{job}/dealer/seed"),
+            &SeedRequest { plan: plan.clone() },
+        )
+        .await
+        .map_err(|error| {
+            if link::lost_peer(&error) {
+                NodeError::Unavailable(format!("the dealer cannot serve the host's seed: {error}"))
+            } else {
+                error
+            }
+        })?;
+    let seed = decode_seed(seeded["host_seed"].as_str().unwrap_or_default())?;
+    let transcript = SharedTranscript::new(resume::resumed_transcript(job, &mark));
+    let start = PartyStart {
+        plan: plan.clone(),
+        seed,
+        features: train_features(&table.features, &setup),
+        checkpoint,
+        transcript: transcript.clone(),
+    };
+    let bridge = link::start_party(node, &exchange, job, start).await?;
+    resume::rewind(&node.store, job, mark.epoch)?;
+
+    let state = HostState {
+        operator: operator_of(&record, &terms),
+        terms,
+        dataset_sha256: setup.dataset_sha256,
+        features: table.features,
+        psi: None,
+        own_rows: setup.own_rows,
+        batch: 0,
+        next_own: 0,
+        transcript,
+        clipped: setup.clipped,
+        blank_ids: setup.blank_ids,
+        alignment: Some(setup.alignment),
+        bridge: Some(bridge),
+        seq: 0,
+        incoming: Incoming::default(),
+        outgoing: Vec::new(),
+        predicted: None,
+        started: Instant::now(),
+    };
+    let run = HostRun {
+        guest: signer.to_owned(),
+        agreement: agreement.to_owned(),
+        exchange,
+        state: Mutex::new(state),
+    };
+    HOSTS.insert(node, job, run);
+    let me = node.identity.name().to_owned();
+    node.store
+        .audited("vertical.resume", &me, Some(agreement), |_, events| {
+            let detail = json!({ "job": job, "epoch": mark.epoch, "guest": signer });
+            events.push(
+                AuditEvent::now("vertical.resumed", &me, true, detail).with_agreement(agreement),
+            );
+            Ok(())
+        })?;
+    tracing::info!(target: "carrel::training", %job, epoch = mark.epoch,
+        "vertical training resumed as the host");
+    jobs::progress(
+        &node.store,
+        job,
+        &format!("epoch {} of {}", mark.epoch, plan.epochs),
+        u64::from(mark.epoch),
+        u64::from(plan.epochs),
+    )?;
+    Ok(Resumed { epoch: mark.epoch })
 }
 
 /// One training exchange: takes a part of the guest's message and, after the last part,
@@ -810,7 +1044,7 @@ async fn register_part(
         .collect();
     let result = json!({
         "model": record.id,
-        "rows": { "own": state.psi.len(), "intersection": alignment.intersection,
+        "rows": { "own": state.own_rows, "intersection": alignment.intersection,
                   "train": alignment.train_rows, "test": alignment.test.len(),
                   "blank_ids": state.blank_ids },
         "clipped": clipped,

@@ -2,6 +2,7 @@
 //! host's party on its own thread with the bridge to the host's request handlers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
@@ -12,14 +13,41 @@ use carrel_mpc::transcript::Transcript;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ExchangePart, ExchangeReply, ReplyRequest};
+use super::{ExchangePart, ExchangeReply, ReplyRequest, resume};
 use crate::agreements;
 use crate::error::{NodeError, NodeResult};
 use crate::jobs;
 use crate::jobs::wire::{PeerCalls, blocking, decode, encode};
-use crate::models;
 use crate::node::Node;
 use crate::training::dealer::{CorrectionsRequest, StepCorrections};
+
+/// A transcript that the request handlers and a party's thread share: the handlers append
+/// the messages, and the party reads the hash at the end of each epoch.
+#[derive(Clone)]
+pub(super) struct SharedTranscript(Arc<std::sync::Mutex<Transcript>>);
+
+impl SharedTranscript {
+    pub(super) fn new(transcript: Transcript) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(transcript)))
+    }
+
+    pub(super) fn append(&self, label: &[u8], message: &[u8]) {
+        self.lock().append(label, message);
+    }
+
+    pub(super) fn hash(&self) -> [u8; 32] {
+        self.lock().hash()
+    }
+
+    /// Returns a copy of the transcript as it stands.
+    pub(super) fn snapshot(&self) -> Transcript {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Transcript> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Bytes of a message per request; a longer message travels in several parts.
 pub(super) const PART_BYTES: usize = 4 << 20;
@@ -58,7 +86,7 @@ pub(super) struct GuestLink {
     pub agreement: String,
     /// Number of the next exchange.
     pub seq: u64,
-    pub transcript: Transcript,
+    pub transcript: SharedTranscript,
     /// The node error behind the last transport error the party saw.
     pub failure: Option<NodeError>,
 }
@@ -137,6 +165,9 @@ impl Channel for GuestLink {
 pub(super) struct PartyEnd {
     to_handler: mpsc::UnboundedSender<(&'static str, Vec<u8>)>,
     from_handler: std_mpsc::Receiver<Vec<u8>>,
+    /// Set when the handlers dropped their end: the job ended, or a resumed run replaced
+    /// this one.
+    superseded: Arc<AtomicBool>,
 }
 
 impl Channel for PartyEnd {
@@ -157,31 +188,48 @@ impl Channel for PartyEnd {
     }
 }
 
+/// How the host's party ended without an outcome.
+pub(super) struct Ended {
+    message: String,
+    /// True when the party lost the dealer and the guest may resume the training.
+    interrupted: bool,
+}
+
 /// The request handlers' end of the bridge to the host's party.
 pub(super) struct Bridge {
     from_party: mpsc::UnboundedReceiver<(&'static str, Vec<u8>)>,
     to_party: std_mpsc::Sender<Vec<u8>>,
-    result: Option<oneshot::Receiver<Result<Outcome, String>>>,
+    result: Option<oneshot::Receiver<Result<Outcome, Ended>>>,
     outcome: Option<Outcome>,
+    superseded: Arc<AtomicBool>,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.superseded.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Sends the party's result to the handlers when its thread ends.
-pub(super) type ResultSender = oneshot::Sender<Result<Outcome, String>>;
+pub(super) type ResultSender = oneshot::Sender<Result<Outcome, Ended>>;
 
 /// Creates the two ends of a bridge and the sender of the party's result.
 pub(super) fn bridge() -> (Bridge, PartyEnd, ResultSender) {
     let (to_handler, from_party) = mpsc::unbounded_channel();
     let (to_party, from_handler) = std_mpsc::channel();
     let (result_tx, result_rx) = oneshot::channel();
+    let superseded = Arc::new(AtomicBool::new(false));
     let bridge = Bridge {
         from_party,
         to_party,
         result: Some(result_rx),
         outcome: None,
+        superseded: superseded.clone(),
     };
     let end = PartyEnd {
         to_handler,
         from_handler,
+        superseded,
     };
     (bridge, end, result_tx)
 }
@@ -223,7 +271,9 @@ impl Bridge {
     ///
     /// # Errors
     ///
-    /// [`NodeError::JobFailed`] with the party's error, or when it does not end in time.
+    /// [`NodeError::JobFailed`] with the party's error, or when it does not end in time;
+    /// [`NodeError::Unavailable`] when the party lost the dealer, so that the guest resumes
+    /// the training.
     pub(super) async fn outcome(&mut self) -> NodeResult<&Outcome> {
         if self.outcome.is_none() {
             let receiver = self.result.take().ok_or_else(|| {
@@ -233,11 +283,31 @@ impl Bridge {
                 .await
                 .map_err(|_| NodeError::JobFailed("the host's training has not finished".into()))?
                 .map_err(|_| NodeError::JobFailed("the host's party thread ended".into()))?;
-            self.outcome = Some(result.map_err(NodeError::JobFailed)?);
+            self.outcome = Some(result.map_err(|ended| {
+                if ended.interrupted {
+                    NodeError::Unavailable(format!(
+                        "the host's training is interrupted: {}; resume it",
+                        ended.message
+                    ))
+                } else {
+                    NodeError::JobFailed(ended.message)
+                }
+            })?);
         }
         // Set just above when it was empty.
         Ok(self.outcome.as_ref().expect("outcome set"))
     }
+}
+
+/// What the host's party thread starts from.
+pub(super) struct PartyStart {
+    pub plan: Plan,
+    pub seed: Seed,
+    /// The host's features of the training rows, row-major.
+    pub features: Vec<f64>,
+    /// The shares to continue from, none for a training from its first epoch.
+    pub checkpoint: Option<Checkpoint>,
+    pub transcript: SharedTranscript,
 }
 
 /// Starts the host's party on its own thread and returns the handlers' end of its link.
@@ -245,14 +315,26 @@ pub(super) async fn start_party(
     node: &Arc<Node>,
     exchange: &str,
     job: &str,
-    plan: Plan,
-    seed: Seed,
-    features: Vec<f64>,
+    start: PartyStart,
 ) -> NodeResult<Bridge> {
+    let PartyStart {
+        plan,
+        seed,
+        features,
+        checkpoint,
+        transcript,
+    } = start;
     let party = {
         let plan = plan.clone();
         blocking(move || {
-            Party::host(plan, seed, &features).map_err(|e| NodeError::BadRequest(e.to_string()))
+            let mut party = Party::host(plan, seed, &features)
+                .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+            if let Some(checkpoint) = checkpoint {
+                party
+                    .resume(checkpoint)
+                    .map_err(|e| NodeError::JobFailed(e.to_string()))?;
+            }
+            Ok(party)
         })
         .await?
     };
@@ -264,6 +346,8 @@ pub(super) async fn start_party(
         exchange: exchange.to_owned(),
         plan,
         seed,
+        transcript,
+        dealer_lost: AtomicBool::new(false),
     };
     std::thread::Builder::new()
         .name("vertical-host".into())
@@ -279,7 +363,7 @@ pub(super) async fn start_party(
 
 /// A request for one step's corrections, running on the runtime.
 type CorrectionsCall =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = NodeResult<serde_json::Value>> + Send>>;
 
 /// Context of the host's party thread: the node, the runtime, the job, the dealer and the
 /// plan.
@@ -290,10 +374,13 @@ struct PartyThread {
     exchange: String,
     plan: Plan,
     seed: Seed,
+    transcript: SharedTranscript,
+    /// Set when the dealer could not be reached or no longer has the session.
+    dealer_lost: AtomicBool,
 }
 
 impl PartyThread {
-    fn train(&self, party: &mut Party, end: &mut PartyEnd) -> Result<Outcome, String> {
+    fn train(&self, party: &mut Party, end: &mut PartyEnd) -> Result<Outcome, Ended> {
         // The next step's corrections are requested as soon as this step's arrive, so the
         // dealer's work and the round trip overlap the parties' exchanges.
         let steps = u64::from(self.plan.epochs) * self.plan.steps_per_epoch() as u64;
@@ -313,11 +400,29 @@ impl PartyThread {
         };
         let outcome = party.train(end, &mut correlation, &mut progress);
         outcome.map_err(|error| {
-            let error = NodeError::JobFailed(error.to_string());
+            let message = error.to_string();
+            if end.superseded.load(Ordering::SeqCst) {
+                // The job ended, or a resumed run took over: nothing to record here.
+                return Ended {
+                    message,
+                    interrupted: false,
+                };
+            }
+            if self.dealer_lost.load(Ordering::SeqCst) {
+                super::host::interrupt_run(&self.node, &self.job, &message);
+                return Ended {
+                    message,
+                    interrupted: true,
+                };
+            }
             // Ends the job here unless a request handler ended it already.
             let me = self.node.identity.name();
-            super::host::end_run(&self.node, &self.handle, me, &self.job, &error);
-            error.to_string()
+            let failure = NodeError::JobFailed(message.clone());
+            super::host::end_run(&self.node, &self.handle, me, &self.job, &failure);
+            Ended {
+                message,
+                interrupted: false,
+            }
         })
     }
 
@@ -329,11 +434,10 @@ impl PartyThread {
         let call = self.handle.spawn(async move {
             node.post(&exchange, &path, &CorrectionsRequest { step })
                 .await
-                .map_err(|e| e.to_string())
         });
         Box::pin(async move {
             call.await
-                .map_err(|e| format!("the request task failed: {e}"))?
+                .map_err(|e| NodeError::Internal(format!("the request task failed: {e}")))?
         })
     }
 
@@ -345,13 +449,19 @@ impl PartyThread {
     fn decode_corrections(
         &self,
         step: u64,
-        reply: Result<serde_json::Value, String>,
+        reply: NodeResult<serde_json::Value>,
     ) -> Result<Vec<u8>, VerticalError> {
         let failed = |e: String| {
             VerticalError::Transport(format!("the dealer's corrections of step {step}: {e}"))
         };
+        let reply = reply.map_err(|error| {
+            if lost_peer(&error) {
+                self.dealer_lost.store(true, Ordering::SeqCst);
+            }
+            failed(error.to_string())
+        })?;
         let reply: StepCorrections =
-            serde_json::from_value(reply.map_err(failed)?).map_err(|e| failed(e.to_string()))?;
+            serde_json::from_value(reply).map_err(|e| failed(e.to_string()))?;
         if reply.step != step {
             return Err(failed(format!("the dealer sent step {}", reply.step)));
         }
@@ -367,12 +477,26 @@ impl PartyThread {
             u64::from(report.epoch),
             u64::from(report.epochs),
         );
-        let saved = super::guest::checkpoint_value("host", &self.plan, checkpoint)
-            .and_then(|value| models::save_checkpoint(&self.node.store, &self.job, &value));
+        let saved = resume::record_epoch(
+            &self.node.store,
+            &self.job,
+            self.transcript.hash(),
+            checkpoint,
+        );
         for error in [progress.err(), saved.err()].into_iter().flatten() {
             tracing::warn!(target: "carrel::training", job = %self.job, epoch = report.epoch,
                 %error, "epoch progress not recorded");
         }
+    }
+}
+
+/// Returns whether an error of a call to a peer means that the peer lost the job's run or
+/// could not be reached, so that resuming the training may succeed.
+pub(super) fn lost_peer(error: &NodeError) -> bool {
+    match error {
+        NodeError::Peer { .. } => true,
+        NodeError::Remote { code, .. } => code == "not_found" || code == "unavailable",
+        _ => false,
     }
 }
 

@@ -26,9 +26,17 @@
 //! | evaluate | guest to host: `POST /jobs/{id}/vertical/predict` with the test identifiers | the host's partial logits `X_h w_h` on those rows |
 //! | end | guest to host: `POST /jobs/{id}/vertical/finish` with the guest's transcript hash and dataset hash | the host's transcript hash |
 //! | predict | guest to host, after training, as a job of kind `predict`: `POST /jobs/predict` with the job id, the model id, the agreement and the new rows' identifiers | the host's partial logits on those rows, null for an identifier it does not hold, and its transcript hash |
+//! | resume | guest to exchange: `POST /jobs/dealer` with `resume: true`, then guest to host: `POST /jobs/{id}/vertical/resume` with the guest's saved epochs and transcript hashes | the guest's new seed; the epoch both continue from, after the host fetched its new seed |
 //!
-//! NOTE: a node that restarts ends a running vertical training; the checkpoints it saves
-//! per epoch are not used to resume yet.
+//! # Resuming
+//!
+//! Both parties save their aligned rows once and a mark after every epoch (see
+//! `resume.rs`). The guest resumes the training when its node restarts, and when a call
+//! to the host fails because the host cannot be reached, no longer has the run (its node
+//! restarted) or lost the dealer (the exchange restarted). It retries for two minutes,
+//! then fails the job. A host whose node restarted keeps its job running and waits for the
+//! guest; the exchange keeps its dealer job running the same way. A resume is recorded as
+//! `vertical.resumed` in both parties' logs, and the result counts the resumes.
 //!
 //! A message larger than 4 MiB travels in parts. The guest numbers the exchanges from 0,
 //! and a wrong sequence number, part or tag ends the job. Either side ends the job on any
@@ -83,6 +91,7 @@ mod host;
 mod link;
 mod predict;
 mod report;
+mod resume;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -96,10 +105,12 @@ use crate::error::{NodeError, NodeResult};
 use crate::models::DatasetRef;
 use crate::node::Node;
 
-pub use guest::start;
+pub use guest::{resume_running, start};
 pub use host::{abort, align, exchange, finish, guest_elements, hello, host_doubled};
-pub use host::{host_elements, predict, reply};
+pub use host::{host_elements, predict, reply, resume};
 pub use predict::{PredictionReply, PredictionRequest, serve_prediction, start_prediction};
+pub(crate) use resume::resumes_after_restart;
+pub use resume::{Offer, Resume, Resumed};
 
 /// Kind of the job in every party's job table.
 pub(crate) const KIND: &str = "vertical";
