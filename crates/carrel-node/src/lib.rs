@@ -158,9 +158,9 @@ pub async fn serve(
     // Trainings that this node drove continue from their checkpoints.
     tokio::spawn(training::horizontal::resume_running(node.clone()));
     tokio::spawn(training::vertical::resume_running(node.clone()));
-    server
-        .await
-        .map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;
+    let served = server.await;
+    node.store.mark_stopping();
+    served.map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;
     let _ = std::fs::remove_file(dir.endpoint());
     tracing::info!(target: "carrel::node", name = node.identity.name(), "node stopped");
     Ok(())

@@ -107,6 +107,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     origin: String,
     signer: LogSigner,
+    /// Set when the node stops serving: a job that fails from then on failed because the
+    /// process stops, and is ended at the next start instead.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -132,7 +135,19 @@ impl Store {
             conn: Mutex::new(conn),
             origin,
             signer,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Records that the node stops serving, so that job failures are no longer recorded.
+    pub fn mark_stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns whether the node is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Returns the audit log's origin line.

@@ -203,6 +203,14 @@ pub fn succeed(
 ///
 /// A storage error.
 pub fn fail(store: &Store, actor: &str, id: &str, reason: &str) -> NodeResult<()> {
+    // While the process stops, its worker tasks are cancelled and their jobs fail for that
+    // reason alone. Such a job stays running, so that the next start resumes it or ends it
+    // and notifies its peers.
+    if store.stopping() {
+        tracing::info!(target: "carrel::jobs", job = id, reason,
+            "job left running because the node is stopping");
+        return Ok(());
+    }
     let Some(view) = find(store, id)? else {
         return Ok(());
     };

@@ -61,6 +61,12 @@ impl PeerCalls {
 /// Ends `job` on this node with `error` as the reason and tells every peer; a peer
 /// that ended it already, or cannot be reached, changes nothing here.
 pub(crate) async fn end_everywhere(node: &Node, job: &str, peers: &[String], error: &NodeError) {
+    if node.store.stopping() {
+        // The next start ends or resumes the job and tells the peers then.
+        tracing::info!(target: "carrel::jobs", %job, %error,
+            "job left running because the node is stopping");
+        return;
+    }
     let reason = error.to_string();
     if let Err(e) = super::fail(&node.store, node.identity.name(), job, &reason) {
         tracing::error!(target: "carrel::jobs", %job, error = %e, "failure not recorded");

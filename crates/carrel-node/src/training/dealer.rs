@@ -15,7 +15,9 @@
 //! for a plan within the terms. It checks the signer of every request: only the guest
 //! opens and closes, only the host fetches its seed and corrections. The session and its
 //! seeds end when the guest closes it, when either party ends the job (`POST
-//! /jobs/{id}/abort`), or when a request of the host fails its checks.
+//! /jobs/{id}/abort`), or when a request of the host fails its checks. A session idle for
+//! 15 minutes is dropped when a guest opens another; its job stays running, and the guest
+//! may open it again to resume.
 //!
 //! A training resumes with a new session of the same job: the guest opens it again, with
 //! the same plan, and the exchange draws two fresh seeds, so that no correlated randomness
@@ -30,6 +32,7 @@
 //! exchange is therefore trusted not to collude with either party.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use carrel_learn::vertical::{Dealer, Plan, Seed, fresh_seed};
 use carrel_model::AuditEvent;
@@ -100,6 +103,11 @@ const MAX_SESSIONS_PER_GUEST: usize = 4;
 /// Maximum number of dealer sessions open at the exchange at once.
 const MAX_SESSIONS: usize = 32;
 
+/// A session that served nothing for this long is dropped when a guest opens another. The
+/// host's party waits ten minutes for the guest at most, and a guest that returns later
+/// opens the session again to resume.
+const SESSION_IDLE: Duration = Duration::from_secs(15 * 60);
+
 /// Sessions this node serves as the dealer, by node and job.
 static SESSIONS: Registry<Session> = Registry::new();
 
@@ -114,13 +122,31 @@ struct Session {
     served: Mutex<Served>,
 }
 
-#[derive(Default)]
+impl Session {
+    fn idle(&self) -> Duration {
+        lock(&self.served).last_used.elapsed()
+    }
+}
+
 struct Served {
     seed: bool,
     /// The step due next, none before the first request.
     next_step: Option<u64>,
     /// Steps served in this session.
     count: u64,
+    /// When the session was opened or last served the host.
+    last_used: Instant,
+}
+
+impl Served {
+    fn new() -> Self {
+        Self {
+            seed: false,
+            next_step: None,
+            count: 0,
+            last_used: Instant::now(),
+        }
+    }
 }
 
 /// Opens a dealer session for a vertical training and returns the guest's seed.
@@ -132,6 +158,11 @@ struct Served {
 /// parties, permits another action or kind, is revoked or is out of its validity.
 /// [`NodeError::BadRequest`] or [`NodeError::Forbidden`] for a plan outside the terms.
 pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeResult<Value> {
+    let dropped = SESSIONS.retain(&node, |s| s.idle() < SESSION_IDLE);
+    if dropped > 0 {
+        tracing::info!(target: "carrel::training", sessions = dropped,
+            idle_seconds = SESSION_IDLE.as_secs(), "idle dealer sessions dropped");
+    }
     node.store.audited(
         "dealer.open",
         signer,
@@ -144,8 +175,6 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
                 )));
             }
             let others = |s: &Session| s.job != request.job;
-            // NOTE: open sessions are bounded in number but do not expire. A guest that
-            // disappears keeps its session until it aborts the job or the exchange restarts.
             if SESSIONS.count(&node, |s| others(s) && s.guest == signer) >= MAX_SESSIONS_PER_GUEST {
                 return Err(NodeError::Conflict(format!(
                     "{signer} has {MAX_SESSIONS_PER_GUEST} dealer sessions open already: finish \
@@ -231,7 +260,7 @@ pub async fn open(node: Arc<Node>, signer: &str, request: OpenDealer) -> NodeRes
         plan: request.plan,
         dealer: Arc::new(dealer),
         host_seed,
-        served: Mutex::new(Served::default()),
+        served: Mutex::new(Served::new()),
     };
     SESSIONS.insert(&node, &request.job, session);
     tracing::info!(target: "carrel::training", job = %request.job, guest = signer,
@@ -327,6 +356,7 @@ pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeR
             )));
         }
         served.seed = true;
+        served.last_used = Instant::now();
         Ok(json!({ "host_seed": encode(&session.host_seed) }))
     })();
     end_on_error(node, signer, job, result)
@@ -364,6 +394,7 @@ pub async fn corrections(
         }
         served.next_step = Some(due + 1);
         served.count += 1;
+        served.last_used = Instant::now();
         Ok(())
     });
     let result = match checked {

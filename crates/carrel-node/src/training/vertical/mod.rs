@@ -413,6 +413,15 @@ impl<T> Registry<T> {
             .count()
     }
 
+    /// Removes the runs on `node` for which `keep` fails, and returns how many.
+    pub(crate) fn retain(&self, node: &Node, keep: impl Fn(&T) -> bool) -> usize {
+        let name = node.identity.name();
+        let mut runs = self.lock();
+        let before = runs.len();
+        runs.retain(|(owner, _), run| owner != name || keep(run));
+        before - runs.len()
+    }
+
     /// Removes and returns the run of `job` on `node`.
     pub(crate) fn take(&self, node: &Node, job: &str) -> Option<Arc<T>> {
         self.lock().remove(&key(node, job))
