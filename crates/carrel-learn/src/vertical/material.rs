@@ -219,6 +219,9 @@ pub fn host_material(
     Ok(assemble(free(seed, step, plan, Role::Host, rows), shares))
 }
 
+/// An epoch's number and its batches of row indices.
+type EpochOrder = (u32, std::sync::Arc<Vec<Vec<usize>>>);
+
 /// Dealer of one training. It has both seeds and the plan, and computes the host's
 /// corrections step by step.
 pub struct Dealer {
@@ -227,6 +230,8 @@ pub struct Dealer {
     host_seed: Seed,
     guest_mask: Vec<u128>,
     host_mask: Vec<u128>,
+    /// The batches of the epoch served last, by epoch number.
+    batches: std::sync::Mutex<Option<EpochOrder>>,
 }
 
 impl Dealer {
@@ -240,6 +245,20 @@ impl Dealer {
             host_seed,
             guest_mask,
             host_mask,
+            batches: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Returns the batches of `epoch`, drawn once per epoch rather than once per step.
+    pub(super) fn epoch_batches(&self, epoch: u32) -> std::sync::Arc<Vec<Vec<usize>>> {
+        let mut cached = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        match cached.as_ref() {
+            Some((drawn, batches)) if *drawn == epoch => batches.clone(),
+            _ => {
+                let batches = std::sync::Arc::new(self.plan.epoch_batches(epoch));
+                *cached = Some((epoch, batches.clone()));
+                batches
+            }
         }
     }
 

@@ -192,7 +192,7 @@ impl Dealer {
                 expected: "a step of the planned epochs",
             });
         }
-        let batches = plan.epoch_batches(epoch as u32);
+        let batches = self.epoch_batches(epoch as u32);
         Ok(self.corrections(step, &batches[(step % per_epoch) as usize]))
     }
 }
