@@ -15,11 +15,12 @@
 //! | `POST /jobs/{id}/train/...` (provider) | the coordinator of a horizontal training, see [`crate::training::horizontal`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
+//! | `GET /audit/checkpoint`, `GET /audit/consistency`, `GET /audit/inclusion` | participants; an entry only to its parties, see [`crate::audit`] |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use carrel_net::{SignedRoutes, VerifiedSigner};
@@ -52,7 +53,10 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
         .route("/admin/agreements/{id}/revoke", post(revoke))
         .route("/admin/jobs", get(list_jobs))
         .route("/admin/jobs/{id}", get(show_job))
-        .route("/jobs/{id}/abort", post(abort_job));
+        .route("/jobs/{id}/abort", post(abort_job))
+        .route("/audit/checkpoint", get(audit_checkpoint))
+        .route("/audit/consistency", get(audit_consistency))
+        .route("/audit/inclusion", get(audit_inclusion));
     if node.is_exchange() {
         signed = signed
             .route("/participants/{name}", get(participant))
@@ -188,6 +192,26 @@ fn admin(node: &Node, signer: &VerifiedSigner) -> NodeResult<()> {
         signer.name(),
         node.identity.name()
     )))
+}
+
+async fn audit_checkpoint(State(node): Shared, _signer: VerifiedSigner) -> Reply {
+    crate::audit::checkpoint(&node).map(Json)
+}
+
+async fn audit_consistency(
+    State(node): Shared,
+    _signer: VerifiedSigner,
+    Query(query): Query<crate::audit::ConsistencyQuery>,
+) -> Reply {
+    crate::audit::consistency(&node, &query).map(Json)
+}
+
+async fn audit_inclusion(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Query(query): Query<crate::audit::InclusionQuery>,
+) -> Reply {
+    crate::audit::inclusion(&node, signer.name(), &query).map(Json)
 }
 
 async fn status(State(node): Shared, signer: VerifiedSigner) -> Reply {

@@ -20,6 +20,7 @@
 
 pub mod agreements;
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod consumer;
@@ -52,30 +53,12 @@ pub use config::{NodeConfig, NodeDir, PinnedExchange};
 pub use error::{NodeError, NodeResult};
 pub use node::Node;
 
-/// Times a restarted node tries to tell a peer that a job it left running has ended.
-const NOTIFY_ATTEMPTS: u64 = 4;
-
 /// Tells the peers of each job that this node ended at start that it ended; a peer
 /// that cannot be reached after a few tries keeps its side until its operator ends it.
 async fn notify_interrupted(node: Arc<Node>, jobs: Vec<jobs::JobView>) {
     for job in jobs {
-        let path = format!("/jobs/{}/abort", job.id);
-        let body = serde_json::json!({ "reason": "the peer node stopped during the job" });
-        for peer in &job.peers {
-            // A peer that is busy or restarting may miss the first notice; try a few times.
-            for attempt in 1..=NOTIFY_ATTEMPTS {
-                match node.post(peer, &path, &body).await {
-                    Ok(_) => break,
-                    Err(error) if attempt == NOTIFY_ATTEMPTS => {
-                        tracing::warn!(target: "carrel::node", job = %job.id, %peer, %error, "failed to notify the peer that the job ended");
-                    }
-                    Err(error) => {
-                        tracing::debug!(target: "carrel::node", job = %job.id, %peer, %error, attempt, "notice not delivered; trying again");
-                        tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
-                    }
-                }
-            }
-        }
+        let reason = "the peer node stopped during the job";
+        jobs::wire::send_abort(&node, &job.id, &job.peers, reason).await;
     }
 }
 

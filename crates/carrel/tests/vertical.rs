@@ -577,12 +577,24 @@ fn dealer_serves_only_the_host_in_order() {
     let host_seed = shop.post("/jobs/d-3/dealer/seed", &seed).unwrap();
     assert!(host_seed["host_seed"].is_string());
     assert_ne!(host_seed["host_seed"], opened["guest_seed"]);
-    let (status, _) = shop.post("/jobs/d-3/dealer/seed", &seed).unwrap_err();
-    assert_eq!(status, 409, "the seed is sent once");
+    assert_eq!(host_seed["serving"], 1);
 
-    // A second request for the seed ended the session.
-    let dealer_job = ok(&["job", "status", "--node", &cluster.exchange.arg(), "d-3"]);
-    assert_eq!(dealer_job["state"], "failed", "{dealer_job}");
+    // A host run that resumes fetches the seed again; the run it replaced is refused
+    // without ending the session.
+    let again = shop.post("/jobs/d-3/dealer/seed", &seed).unwrap();
+    assert_eq!(again["host_seed"], host_seed["host_seed"]);
+    assert_eq!(again["serving"], 2);
+    let stale = json!({ "step": 0, "serving": 1 });
+    let (status, message) = shop
+        .post("/jobs/d-3/dealer/corrections", &stale)
+        .unwrap_err();
+    assert_eq!(status, 409, "{message}");
+    shop.post(
+        "/jobs/d-3/dealer/corrections",
+        &json!({ "step": 0, "serving": 2 }),
+    )
+    .unwrap();
+    bank.post("/jobs/d-3/dealer/close", &json!({})).unwrap();
 
     let opened = bank
         .post("/jobs/dealer", &open("d-4", &agreement, "bank", &plan))
@@ -590,12 +602,18 @@ fn dealer_serves_only_the_host_in_order() {
     assert!(opened["guest_seed"].is_string());
     shop.post("/jobs/d-4/dealer/seed", &seed).unwrap();
     let step = shop
-        .post("/jobs/d-4/dealer/corrections", &json!({ "step": 0 }))
+        .post(
+            "/jobs/d-4/dealer/corrections",
+            &json!({ "step": 0, "serving": 1 }),
+        )
         .unwrap();
     assert_eq!(step["step"], 0);
     assert!(!step["corrections"].as_str().unwrap().is_empty());
     let (status, message) = shop
-        .post("/jobs/d-4/dealer/corrections", &json!({ "step": 5 }))
+        .post(
+            "/jobs/d-4/dealer/corrections",
+            &json!({ "step": 5, "serving": 1 }),
+        )
         .unwrap_err();
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("step 1 is next"), "{message}");
@@ -616,8 +634,11 @@ fn dealer_serves_only_the_host_in_order() {
         .post("/jobs/dealer", &open("d-11", &agreement, "bank", &plan))
         .unwrap();
     shop.post("/jobs/d-11/dealer/seed", &seed).unwrap();
-    shop.post("/jobs/d-11/dealer/corrections", &json!({ "step": 0 }))
-        .unwrap();
+    shop.post(
+        "/jobs/d-11/dealer/corrections",
+        &json!({ "step": 0, "serving": 1 }),
+    )
+    .unwrap();
     let reopen = |job: &str, plan: &Plan| {
         let mut request = open(job, &agreement, "bank", plan);
         request["resume"] = json!(true);
@@ -645,7 +666,10 @@ fn dealer_serves_only_the_host_in_order() {
     let per_epoch = plan.steps_per_epoch() as u64;
     for step in [per_epoch, per_epoch + 1] {
         let served = shop
-            .post("/jobs/d-11/dealer/corrections", &json!({ "step": step }))
+            .post(
+                "/jobs/d-11/dealer/corrections",
+                &json!({ "step": step, "serving": 1 }),
+            )
             .unwrap();
         assert_eq!(served["step"], step);
     }

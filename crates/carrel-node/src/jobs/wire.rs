@@ -62,7 +62,7 @@ impl PeerCalls {
 /// that ended it already, or cannot be reached, changes nothing here.
 pub(crate) async fn end_everywhere(node: &Node, job: &str, peers: &[String], error: &NodeError) {
     if node.store.stopping() {
-        // The next start ends or resumes the job and tells the peers then.
+        // The next start ends or resumes the job, and sends the peers the notice then.
         tracing::info!(target: "carrel::jobs", %job, %error,
             "job left running because the node is stopping");
         return;
@@ -71,10 +71,33 @@ pub(crate) async fn end_everywhere(node: &Node, job: &str, peers: &[String], err
     if let Err(e) = super::fail(&node.store, node.identity.name(), job, &reason) {
         tracing::error!(target: "carrel::jobs", %job, error = %e, "failure not recorded");
     }
+    send_abort(node, job, peers, &reason).await;
+}
+
+/// Times a node tries to tell a peer that a job has ended.
+const ABORT_ATTEMPTS: u64 = 4;
+
+/// Tells each peer that `job` has ended, trying a few times with growing pauses, because
+/// a peer that is busy or restarting may miss the first notice. A peer that cannot be
+/// reached keeps its side until its operator ends it.
+pub(crate) async fn send_abort(node: &Node, job: &str, peers: &[String], reason: &str) {
     let path = format!("/jobs/{job}/abort");
+    let body = json!({ "reason": reason });
     for peer in peers {
-        if let Err(e) = node.post(peer, &path, &json!({ "reason": reason })).await {
-            tracing::debug!(target: "carrel::jobs", %job, %peer, error = %e, "abort notice not delivered");
+        for attempt in 1..=ABORT_ATTEMPTS {
+            match node.post(peer, &path, &body).await {
+                // A peer that responds, even with an error, has received the notice.
+                Ok(_) | Err(NodeError::Remote { .. }) => break,
+                Err(error) if attempt == ABORT_ATTEMPTS => {
+                    tracing::warn!(target: "carrel::jobs", %job, %peer, %error,
+                        "failed to tell the peer that the job ended");
+                }
+                Err(error) => {
+                    tracing::debug!(target: "carrel::jobs", %job, %peer, %error, attempt,
+                        "abort notice not delivered; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+                }
+            }
         }
     }
 }

@@ -5,8 +5,8 @@
 //! | step | request | response |
 //! | --- | --- | --- |
 //! | open | guest: `POST /jobs/dealer` with the job, agreement, both parties and the plan | the guest's seed |
-//! | seed | host: `POST /jobs/{id}/dealer/seed` with the plan | the host's seed, once per session |
-//! | corrections | host: `POST /jobs/{id}/dealer/corrections` with the step number: the first at the start of an epoch, then in order | the step's corrections, base64 |
+//! | seed | host: `POST /jobs/{id}/dealer/seed` with the plan | the host's seed and a new serving number |
+//! | corrections | host: `POST /jobs/{id}/dealer/corrections` with the serving number and the step number: the first at the start of an epoch, then in order | the step's corrections, base64 |
 //! | reopen | guest: `POST /jobs/dealer` as for open, with `resume: true`, to resume the training | the guest's new seed |
 //! | close | guest: `POST /jobs/{id}/dealer/close` | - |
 //!
@@ -85,6 +85,9 @@ pub struct SeedRequest {
 pub struct CorrectionsRequest {
     /// Global step number, from 0, in order.
     pub step: u64,
+    /// The serving number of the seed the host's party started from.
+    #[serde(default)]
+    pub serving: u64,
 }
 
 /// The corrections of one step.
@@ -99,6 +102,10 @@ pub struct StepCorrections {
 /// Maximum number of dealer sessions one guest may have open at once. Each session keeps both parties'
 /// matrix masks in memory, so the exchange bounds them per guest and in all.
 const MAX_SESSIONS_PER_GUEST: usize = 4;
+
+/// Times the guest may open a job's session again. The guest resumes a training eight
+/// times at most and opens a session again only when the host could not use the last.
+const MAX_REOPENS: u64 = 64;
 
 /// Maximum number of dealer sessions open at the exchange at once.
 const MAX_SESSIONS: usize = 32;
@@ -130,6 +137,9 @@ impl Session {
 
 struct Served {
     seed: bool,
+    /// Number of the last time the host fetched its seed. A host run that resumes fetches
+    /// it again, so requests of the run it replaced carry an older number.
+    serving: u64,
     /// The step due next, none before the first request.
     next_step: Option<u64>,
     /// Steps served in this session.
@@ -142,6 +152,7 @@ impl Served {
     fn new() -> Self {
         Self {
             seed: false,
+            serving: 0,
             next_step: None,
             count: 0,
             last_used: Instant::now(),
@@ -299,13 +310,27 @@ fn check_reopen(
             request.job, view.state
         )));
     }
-    let saved = models::load_checkpoint_in(tx, &request.job)?;
-    if saved.as_ref().map(|s| &s["plan"]) != Some(&json!(request.plan)) {
+
+    let mut saved = models::load_checkpoint_in(tx, &request.job)?.unwrap_or_default();
+    if saved["plan"] != json!(request.plan) {
         return Err(NodeError::BadRequest(format!(
             "the plan differs from the plan job {} was opened with",
             request.job
         )));
     }
+    let reopens = saved["reopens"].as_u64().unwrap_or(0);
+    if reopens >= MAX_REOPENS {
+        return Err(NodeError::Forbidden(format!(
+            "the session of job {} was opened again {MAX_REOPENS} times, the most a job may; \
+             start a new training",
+            request.job
+        )));
+    }
+    saved["reopens"] = json!(reopens + 1);
+    tx.execute(
+        "UPDATE job_checkpoints SET body = ?2 WHERE job_id = ?1",
+        rusqlite::params![request.job, saved.to_string()],
+    )?;
     let detail = json!({ "job": request.job });
     events.push(
         AuditEvent::now("dealer.reopened", signer, true, detail).with_agreement(&request.agreement),
@@ -334,13 +359,14 @@ fn host_session(node: &Node, signer: &str, job: &str) -> NodeResult<Arc<Session>
     Ok(session)
 }
 
-/// Returns the host's seed, once, when the host states the session's plan.
+/// Returns the host's seed when the host states the session's plan, with a new serving
+/// number: the host's party starts over from the start of an epoch, and requests that
+/// carry an older number are refused without ending the session.
 ///
 /// # Errors
 ///
-/// [`NodeError::Forbidden`] for a signer other than the host, [`NodeError::Conflict`]
-/// for a second request, [`NodeError::BadRequest`] for another plan. The job ends on
-/// each error.
+/// [`NodeError::Forbidden`] for a signer other than the host, [`NodeError::BadRequest`]
+/// for another plan. The job ends on each error.
 pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeResult<Value> {
     let session = host_session(node, signer, job)?;
     let result = (|| {
@@ -350,14 +376,11 @@ pub fn seed(node: &Node, signer: &str, job: &str, request: SeedRequest) -> NodeR
             ));
         }
         let mut served = lock(&session.served);
-        if served.seed {
-            return Err(NodeError::Conflict(format!(
-                "the host's seed of job {job} was sent already"
-            )));
-        }
         served.seed = true;
+        served.serving += 1;
+        served.next_step = None;
         served.last_used = Instant::now();
-        Ok(json!({ "host_seed": encode(&session.host_seed) }))
+        Ok(json!({ "host_seed": encode(&session.host_seed), "serving": served.serving }))
     })();
     end_on_error(node, signer, job, result)
 }
@@ -376,6 +399,14 @@ pub async fn corrections(
     request: CorrectionsRequest,
 ) -> NodeResult<Value> {
     let session = host_session(node, signer, job)?;
+    let current = lock(&session.served).serving;
+    if request.serving != current {
+        // A host run that a resumed run replaced: refused, and the session goes on.
+        return Err(NodeError::Conflict(format!(
+            "corrections were requested for serving {} of job {job}, but serving {current}              is current; the requesting run was replaced",
+            request.serving
+        )));
+    }
     let per_epoch = session.plan.steps_per_epoch() as u64;
     let checked = agreements::check_in_force(&node.store, &session.agreement).and_then(|()| {
         let mut served = lock(&session.served);

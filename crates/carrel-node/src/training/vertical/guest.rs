@@ -259,14 +259,24 @@ impl Settings {
     }
 }
 
-/// Resumes a training at most this many times in one process.
-const MAX_RESUMES: u32 = 8;
-
 /// How long the guest keeps trying to resume a training with the host and the dealer.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
 
-/// Pause between two attempts to resume.
-const RESUME_RETRY: Duration = Duration::from_millis(500);
+/// First pause between two attempts to resume; it doubles up to [`RESUME_RETRY_MAX`].
+const RESUME_RETRY: Duration = Duration::from_millis(250);
+
+/// Longest pause between two attempts to resume.
+const RESUME_RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Returns whether a failed attempt to resume may succeed later: the host or the exchange
+/// cannot be reached, or the host cannot resume yet.
+fn may_come_back(error: &NodeError) -> bool {
+    match error {
+        NodeError::Peer { .. } => true,
+        NodeError::Remote { code, .. } => code == "unavailable",
+        _ => false,
+    }
+}
 
 /// What the guest saves when the rows are aligned, to resume the training.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -444,8 +454,8 @@ impl GuestRun {
         self.complete(&data, &setup, None).await
     }
 
-    /// Trains, resuming as often as the host or the dealer is lost, then evaluates the
-    /// model and registers the guest's part. `start` holds the seed and the transcript of a
+    /// Trains, resuming whenever the host or the dealer is lost, then evaluates the model
+    /// and registers the guest's part. `start` holds the seed and the transcript of a
     /// training that starts at its first epoch.
     async fn complete(
         &self,
@@ -454,19 +464,15 @@ impl GuestRun {
         mut start: Option<(Seed, Transcript)>,
     ) -> NodeResult<()> {
         let clock = Instant::now();
-        let mut resumes = 0;
-        let (outcome, scored, transcript) = loop {
+        loop {
             let (seed, checkpoint, transcript) = match start.take() {
                 Some((seed, transcript)) => (seed, None, transcript),
-                None => {
-                    resumes += 1;
-                    self.rejoin(&setup.plan).await?
-                }
+                None => self.rejoin(&setup.plan).await?,
             };
             let rows = &setup.alignment.train;
-            // The evaluation needs the host's run too, so a host lost then also resumes:
-            // from the last epoch, the parties only open their weights again.
-            let trained = async {
+            // The evaluation and the end need the host's run too, so a host lost then also
+            // resumes: from the last epoch, the parties only open their weights again.
+            let ended = async {
                 let (outcome, mut transcript) = self
                     .train(&setup.plan, seed, checkpoint, data, rows, transcript)
                     .await?;
@@ -476,24 +482,22 @@ impl GuestRun {
                     .evaluate(data, &setup.alignment, &outcome, &mut transcript)
                     .await?;
                 self.time("evaluation", clock);
-                Ok::<_, NodeError>((outcome, scored, transcript))
+                self.finish(data, setup, &outcome, scored, transcript).await
             };
-            match trained.await {
-                Ok(done) => break done,
-                Err(error) if link::lost_peer(&error) && resumes < MAX_RESUMES => {
+            match ended.await {
+                Ok(()) => break,
+                Err(error) if link::lost_peer(&error) => {
                     tracing::warn!(target: "carrel::training", job = %self.job, %error,
                         "vertical training interrupted; resuming it");
                 }
                 Err(error) => return Err(error),
             }
-        };
+        }
         self.close_dealer().await;
-
-        self.finish(data, setup, &outcome, scored, resumes, transcript)
-            .await
+        Ok(())
     }
 
-    /// Agrees with the host on the epoch to continue from, after a fresh dealer session:
+    /// Agrees with the host on the epoch to continue from, in a fresh dealer session:
     /// returns the guest's new seed, its shares at that epoch and the transcript of the
     /// resumed training. Waits for a host or an exchange that cannot be reached yet.
     async fn rejoin(&self, plan: &Plan) -> NodeResult<(Seed, Option<Checkpoint>, Transcript)> {
@@ -501,28 +505,44 @@ impl GuestRun {
         let saved = resume::load::<GuestSetup>(&self.node.store, &self.job)?.ok_or_else(|| {
             NodeError::Internal(format!("job {} saved no setup to resume from", self.job))
         })?;
+        resume::check_resumes(&saved, &self.job)?;
         let request = Resume {
             marks: resume::offers(&saved.marks),
         };
         let deadline = Instant::now() + RESUME_WAIT;
         let path = format!("/jobs/{}/vertical/resume", self.job);
-        let (seed, resumed) = loop {
+        let mut pause = RESUME_RETRY;
+        let mut seed = None;
+        let resumed = loop {
             let attempt = async {
-                let seed = self.open_dealer(plan, true).await?;
-                let resumed: Resumed = self.call(&path, &request).await?;
-                Ok::<_, NodeError>((seed, resumed))
+                if seed.is_none() {
+                    seed = Some(self.open_dealer(plan, true).await?);
+                }
+                self.call::<Resumed>(&path, &request).await
             }
             .await;
-            match attempt {
-                Ok(done) => break done,
-                Err(error) if link::lost_peer(&error) && Instant::now() < deadline => {
-                    tracing::debug!(target: "carrel::training", job = %self.job, %error,
-                        "not resumed yet");
-                    tokio::time::sleep(RESUME_RETRY).await;
-                }
+            let error = match attempt {
+                Ok(resumed) => break resumed,
+                Err(error) if may_come_back(&error) => error,
                 Err(error) => return Err(error),
+            };
+            if Instant::now() >= deadline {
+                return Err(NodeError::JobFailed(format!(
+                    "the training could not resume within {} s: {error}",
+                    RESUME_WAIT.as_secs()
+                )));
             }
+            // A host that answers has lost the dealer, so the next attempt opens a fresh
+            // session; a host that cannot be reached has not used this one.
+            if matches!(error, NodeError::Remote { .. }) {
+                seed = None;
+            }
+            tracing::debug!(target: "carrel::training", job = %self.job, %error,
+                "not resumed yet");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RESUME_RETRY_MAX);
         };
+        let seed = seed.ok_or_else(|| NodeError::Internal("resumed without a seed".into()))?;
         let mark = saved
             .marks
             .iter()
@@ -533,7 +553,7 @@ impl GuestRun {
                     resumed.epoch
                 ))
             })?;
-        resume::rewind(&self.node.store, &self.job, mark.epoch)?;
+        let resumes = resume::rewind(&self.node.store, &self.job, mark.epoch)?;
         let checkpoint = mark.checkpoint()?;
         let me = self.node.identity.name().to_owned();
         self.node.store.audited(
@@ -541,7 +561,8 @@ impl GuestRun {
             &me,
             Some(&self.agreement),
             |_, events| {
-                let detail = json!({ "job": self.job, "epoch": mark.epoch, "host": self.host });
+                let detail = json!({ "job": self.job, "epoch": mark.epoch, "host": self.host,
+                                     "resumes": resumes });
                 events.push(
                     carrel_model::AuditEvent::now("vertical.resumed", &me, true, detail)
                         .with_agreement(&self.agreement),
@@ -839,9 +860,10 @@ impl GuestRun {
         setup: &GuestSetup,
         outcome: &Outcome,
         scored: Option<Result<Scored, String>>,
-        resumes: u32,
         transcript: Transcript,
     ) -> NodeResult<()> {
+        let resumes =
+            resume::load::<Value>(&self.node.store, &self.job)?.map_or(0, |saved| saved.resumes);
         let (alignment, plan) = (&setup.alignment, &setup.plan);
         self.phase("registering the model")?;
         let clock = Instant::now();

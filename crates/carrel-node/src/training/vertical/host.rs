@@ -41,8 +41,22 @@ const DATA_REJECTED: &str = "the provider's dataset failed its checks for traini
 /// Runs this node serves as a host, by node and job.
 static HOSTS: Registry<HostRun> = Registry::new();
 
+/// Jobs whose resume is under way on this node, so that a guest's retry does not start a
+/// second one.
+static RESUMING: Registry<()> = Registry::new();
+
+/// Numbers the runs this process starts, so that a run replaced by a resumed one cannot
+/// end its successor.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
 /// One training this node serves as the host.
 struct HostRun {
+    /// Number of this run in the process.
+    generation: u64,
     guest: String,
     agreement: String,
     exchange: String,
@@ -74,6 +88,8 @@ struct HostState {
     outgoing: Vec<Vec<u8>>,
     predicted: Option<u64>,
     started: Instant,
+    /// Resumes of the training so far.
+    resumes: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,8 +230,10 @@ pub async fn hello(node: Arc<Node>, signer: &str, hello: Hello) -> NodeResult<Va
         outgoing: Vec::new(),
         predicted: None,
         started: Instant::now(),
+        resumes: 0,
     };
     let run = HostRun {
+        generation: next_generation(),
         guest: signer.to_owned(),
         agreement: hello.agreement.clone(),
         exchange,
@@ -241,23 +259,31 @@ fn checked_run(node: &Arc<Node>, signer: &str, job: &str) -> NodeResult<Arc<Host
     }
     // A revocation or the end of validity stops a training under way.
     if let Err(error) = agreements::check_in_force(&node.store, &run.agreement) {
-        end_run(node, &Handle::current(), signer, job, &error);
+        end_run(
+            node,
+            &Handle::current(),
+            signer,
+            job,
+            run.generation,
+            &error,
+        );
         return Err(error);
     }
     Ok(run)
 }
 
-/// Ends the job on this node after a failed step, and sends an abort notice to the exchange
-/// in the background so that it closes the dealer session. Does nothing when the job ended
-/// already.
+/// Ends the job on this node after a failed step of run `generation`, and sends an abort
+/// notice to the exchange in the background so that it closes the dealer session. Does
+/// nothing when the job ended already or another run replaced this one.
 pub(super) fn end_run(
     node: &Arc<Node>,
     handle: &Handle,
     actor: &str,
     job: &str,
+    generation: u64,
     error: &NodeError,
 ) {
-    let Some(run) = HOSTS.take(node, job) else {
+    let Some(run) = HOSTS.take_if(node, job, |run| run.generation == generation) else {
         return;
     };
     let reason = format!("the host stopped the training: {error}");
@@ -275,10 +301,15 @@ pub(super) fn end_run(
     });
 }
 
-/// Ends the run of `job` on this node without ending the job, after its party lost the
-/// dealer: the job waits for the guest to resume it.
-pub(super) fn interrupt_run(node: &Arc<Node>, job: &str, reason: &str) {
-    HOSTS.take(node, job);
+/// Ends run `generation` of `job` on this node without ending the job, after its party
+/// lost the dealer: the job waits for the guest to resume it.
+pub(super) fn interrupt_run(node: &Arc<Node>, job: &str, generation: u64, reason: &str) {
+    if HOSTS
+        .take_if(node, job, |run| run.generation == generation)
+        .is_none()
+    {
+        return;
+    }
     tracing::warn!(target: "carrel::training", %job, reason,
         "vertical training interrupted; waiting for the guest to resume it");
     let phase = "interrupted: waiting for the guest to resume";
@@ -291,6 +322,7 @@ pub(super) fn interrupt_run(node: &Arc<Node>, job: &str, reason: &str) {
 /// the training is only interrupted.
 fn step_result<T>(
     node: &Arc<Node>,
+    run: &HostRun,
     signer: &str,
     job: &str,
     result: NodeResult<T>,
@@ -298,7 +330,7 @@ fn step_result<T>(
     if let Err(error) = &result
         && !matches!(error, NodeError::Unavailable(_))
     {
-        end_run(node, &Handle::current(), signer, job, error);
+        end_run(node, &Handle::current(), signer, job, run.generation, error);
     }
     result
 }
@@ -333,7 +365,7 @@ pub async fn guest_elements(
         Ok(answer)
     }
     .await;
-    let answer = step_result(&node, signer, job, result)?;
+    let answer = step_result(&node, &run, signer, job, result)?;
     Ok(json!(Elements {
         start: batch.start,
         points: encode(&answer)
@@ -369,7 +401,7 @@ pub async fn host_elements(
         Ok(points)
     }
     .await;
-    let points = step_result(&node, signer, job, result)?;
+    let points = step_result(&node, &run, signer, job, result)?;
     Ok(json!(Elements {
         start: request.start,
         points: encode(&points)
@@ -398,7 +430,7 @@ pub async fn host_doubled(
         Ok(())
     }
     .await;
-    step_result(&node, signer, job, result)?;
+    step_result(&node, &run, signer, job, result)?;
     Ok(json!({}))
 }
 
@@ -418,7 +450,7 @@ pub async fn align(node: Arc<Node>, signer: &str, job: &str, align: Align) -> No
         align_rows(&node, &run, &mut state, job, align).await
     }
     .await;
-    let aligned = step_result(&node, signer, job, result)?;
+    let aligned = step_result(&node, &run, signer, job, result)?;
     Ok(json!(aligned))
 }
 
@@ -489,6 +521,7 @@ async fn align_rows(
     };
     let seeded = node.post(&run.exchange, &path, &request).await?;
     let seed = decode_seed(seeded["host_seed"].as_str().unwrap_or_default())?;
+    let serving = seeded["serving"].as_u64().unwrap_or_default();
 
     let aligned = Aligned {
         intersection: align.intersection,
@@ -515,6 +548,8 @@ async fn align_rows(
         features: train_features(&state.features, &setup),
         checkpoint: None,
         transcript: state.transcript.clone(),
+        generation: run.generation,
+        serving,
     };
     state.bridge = Some(link::start_party(node, &run.exchange, job, start).await?);
     state.psi = None;
@@ -573,7 +608,13 @@ pub async fn resume(
         .agreement
         .clone()
         .ok_or_else(|| NodeError::Internal(format!("vertical job {job} has no agreement")))?;
+    if !RESUMING.insert_new(&node, job, ()) {
+        return Err(NodeError::Unavailable(format!(
+            "a resume of job {job} is under way; try again when it ends"
+        )));
+    }
     let result = resume_run(&node, signer, job, &agreement, request).await;
+    RESUMING.take(&node, job);
     match &result {
         Err(error @ (NodeError::JobFailed(_) | NodeError::Forbidden(_))) => {
             let reason = format!("the host could not resume the training: {error}");
@@ -600,6 +641,7 @@ async fn resume_run(
             "job {job} stopped before its rows were aligned, so it cannot resume"
         ))
     })?;
+    resume::check_resumes(&saved, job)?;
     // A run this process still holds waits for a guest that has restarted.
     HOSTS.take(node, job);
     let mark = resume::common_mark(&saved.marks, &request.marks)?.clone();
@@ -647,16 +689,20 @@ async fn resume_run(
             }
         })?;
     let seed = decode_seed(seeded["host_seed"].as_str().unwrap_or_default())?;
+    let serving = seeded["serving"].as_u64().unwrap_or_default();
     let transcript = SharedTranscript::new(resume::resumed_transcript(job, &mark));
+    let generation = next_generation();
     let start = PartyStart {
         plan: plan.clone(),
         seed,
         features: train_features(&table.features, &setup),
         checkpoint,
         transcript: transcript.clone(),
+        generation,
+        serving,
     };
     let bridge = link::start_party(node, &exchange, job, start).await?;
-    resume::rewind(&node.store, job, mark.epoch)?;
+    let resumes = resume::rewind(&node.store, job, mark.epoch)?;
 
     let state = HostState {
         operator: operator_of(&record, &terms),
@@ -677,8 +723,10 @@ async fn resume_run(
         outgoing: Vec::new(),
         predicted: None,
         started: Instant::now(),
+        resumes,
     };
     let run = HostRun {
+        generation,
         guest: signer.to_owned(),
         agreement: agreement.to_owned(),
         exchange,
@@ -688,7 +736,8 @@ async fn resume_run(
     let me = node.identity.name().to_owned();
     node.store
         .audited("vertical.resume", &me, Some(agreement), |_, events| {
-            let detail = json!({ "job": job, "epoch": mark.epoch, "guest": signer });
+            let detail = json!({ "job": job, "epoch": mark.epoch, "guest": signer,
+                                 "resumes": resumes });
             events.push(
                 AuditEvent::now("vertical.resumed", &me, true, detail).with_agreement(agreement),
             );
@@ -724,7 +773,7 @@ pub async fn exchange(
         exchange_step(&mut state, part).await
     }
     .await;
-    let reply = step_result(&node, signer, job, result)?;
+    let reply = step_result(&node, &run, signer, job, result)?;
     Ok(json!(reply))
 }
 
@@ -842,7 +891,7 @@ pub async fn reply(
         }
     }
     .await;
-    let piece = step_result(&node, signer, job, result)?;
+    let piece = step_result(&node, &run, signer, job, result)?;
     Ok(json!(piece))
 }
 
@@ -866,7 +915,7 @@ pub async fn predict(
         predict_rows(&node, &run, &mut state, signer, job, request).await
     }
     .await;
-    let logits = step_result(&node, signer, job, result)?;
+    let logits = step_result(&node, &run, signer, job, result)?;
     Ok(json!(Predicted { logits }))
 }
 
@@ -967,8 +1016,8 @@ pub async fn finish(node: Arc<Node>, signer: &str, job: &str, finish: Finish) ->
         register_part(&node, &run, &mut state, signer, job, finish).await
     }
     .await;
-    let finished = step_result(&node, signer, job, result)?;
-    HOSTS.take(&node, job);
+    let finished = step_result(&node, &run, signer, job, result)?;
+    HOSTS.take_if(&node, job, |current| current.generation == run.generation);
     Ok(json!(finished))
 }
 
@@ -1052,6 +1101,7 @@ async fn register_part(
         "planned_epochs": alignment.plan.epochs,
         "stopped_early": outcome.stopped_early,
         "predicted_rows": state.predicted.unwrap_or(0),
+        "resumes": state.resumes,
         "part_sha256": record.part.sha256(),
         "seconds": state.started.elapsed().as_secs_f64(),
     });

@@ -58,8 +58,10 @@ pub(super) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// How long the host's party waits for the guest's next message before it ends the job.
 const GUEST_IDLE: Duration = Duration::from_secs(600);
 
-/// How long a request handler waits for the host's party to produce its message.
-const PARTY_WAIT: Duration = Duration::from_secs(25);
+/// How long a request handler waits for the host's party to produce its message. It is
+/// longer than a call's 30 s timeout, so that a party whose call to the dealer timed out
+/// ends as interrupted, and the guest resumes, before the handler gives up.
+const PARTY_WAIT: Duration = Duration::from_secs(40);
 
 /// Splits a message into parts of at most [`PART_BYTES`]; an empty message is one part.
 pub(super) fn parts(message: &[u8]) -> Vec<&[u8]> {
@@ -308,6 +310,10 @@ pub(super) struct PartyStart {
     /// The shares to continue from, none for a training from its first epoch.
     pub checkpoint: Option<Checkpoint>,
     pub transcript: SharedTranscript,
+    /// Number of the run the party belongs to.
+    pub generation: u64,
+    /// The dealer's serving number of the seed.
+    pub serving: u64,
 }
 
 /// Starts the host's party on its own thread and returns the handlers' end of its link.
@@ -323,6 +329,8 @@ pub(super) async fn start_party(
         features,
         checkpoint,
         transcript,
+        generation,
+        serving,
     } = start;
     let party = {
         let plan = plan.clone();
@@ -347,6 +355,8 @@ pub(super) async fn start_party(
         plan,
         seed,
         transcript,
+        generation,
+        serving,
         dealer_lost: AtomicBool::new(false),
     };
     std::thread::Builder::new()
@@ -375,6 +385,8 @@ struct PartyThread {
     plan: Plan,
     seed: Seed,
     transcript: SharedTranscript,
+    generation: u64,
+    serving: u64,
     /// Set when the dealer could not be reached or no longer has the session.
     dealer_lost: AtomicBool,
 }
@@ -409,7 +421,7 @@ impl PartyThread {
                 };
             }
             if self.dealer_lost.load(Ordering::SeqCst) {
-                super::host::interrupt_run(&self.node, &self.job, &message);
+                super::host::interrupt_run(&self.node, &self.job, self.generation, &message);
                 return Ended {
                     message,
                     interrupted: true,
@@ -418,7 +430,14 @@ impl PartyThread {
             // Ends the job here unless a request handler ended it already.
             let me = self.node.identity.name();
             let failure = NodeError::JobFailed(message.clone());
-            super::host::end_run(&self.node, &self.handle, me, &self.job, &failure);
+            super::host::end_run(
+                &self.node,
+                &self.handle,
+                me,
+                &self.job,
+                self.generation,
+                &failure,
+            );
             Ended {
                 message,
                 interrupted: false,
@@ -431,8 +450,9 @@ impl PartyThread {
         let node = self.node.clone();
         let exchange = self.exchange.clone();
         let path = format!("/jobs/{}/dealer/corrections", self.job);
+        let serving = self.serving;
         let call = self.handle.spawn(async move {
-            node.post(&exchange, &path, &CorrectionsRequest { step })
+            node.post(&exchange, &path, &CorrectionsRequest { step, serving })
                 .await
         });
         Box::pin(async move {

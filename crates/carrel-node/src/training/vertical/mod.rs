@@ -36,13 +36,22 @@
 //! restarted) or lost the dealer (the exchange restarted). It retries for two minutes,
 //! then fails the job. A host whose node restarted keeps its job running and waits for the
 //! guest; the exchange keeps its dealer job running the same way. A resume is recorded as
-//! `vertical.resumed` in both parties' logs, and the result counts the resumes.
+//! `vertical.resumed` in both parties' logs, and the results count the resumes. Both
+//! parties refuse a ninth resume, so that a guest cannot train again and again for one
+//! use of the agreement, and the host's run that a resumed run replaced can no longer end
+//! the job or draw corrections: its requests carry an older run number and an older
+//! serving number of the dealer's seed.
+//!
+//! NOTE: a host or dealer job whose guest never returns stays running; the guest's abort
+//! notice, sent four times, is what ends it.
 //!
 //! A message larger than 4 MiB travels in parts. The guest numbers the exchanges from 0,
 //! and a wrong sequence number, part or tag ends the job. Either side ends the job on any
 //! error, and the guest also sends `POST /jobs/{id}/abort` to the host and the exchange. Both
 //! logs hold the same transcript hash for a completed run: it covers the handshake, the set
-//! intersection, the alignment, every training message and the predictions.
+//! intersection, the alignment, every training message and the predictions. After a
+//! resume it covers the epoch and the hash both parties continued from, then the messages
+//! of the resumed run.
 //!
 //! # Agreement
 //!
@@ -399,6 +408,16 @@ impl<T> Registry<T> {
         run
     }
 
+    /// Adds the run of `job` on `node` unless one is there, and returns whether it did.
+    pub(crate) fn insert_new(&self, node: &Node, job: &str, run: T) -> bool {
+        let mut runs = self.lock();
+        if runs.contains_key(&key(node, job)) {
+            return false;
+        }
+        runs.insert(key(node, job), Arc::new(run));
+        true
+    }
+
     /// Returns the run of `job` on `node`.
     pub(crate) fn find(&self, node: &Node, job: &str) -> Option<Arc<T>> {
         self.lock().get(&key(node, job)).cloned()
@@ -420,6 +439,22 @@ impl<T> Registry<T> {
         let before = runs.len();
         runs.retain(|(owner, _), run| owner != name || keep(run));
         before - runs.len()
+    }
+
+    /// Removes and returns the run of `job` on `node` when `current` holds for it.
+    pub(crate) fn take_if(
+        &self,
+        node: &Node,
+        job: &str,
+        current: impl Fn(&T) -> bool,
+    ) -> Option<Arc<T>> {
+        let mut runs = self.lock();
+        let key = key(node, job);
+        if runs.get(&key).is_some_and(|run| current(run)) {
+            runs.remove(&key)
+        } else {
+            None
+        }
     }
 
     /// Removes and returns the run of `job` on `node`.

@@ -8,17 +8,18 @@
 //! with all shares zero.
 //!
 //! A training resumes when the guest's node restarts, or when the guest loses the host
-//! (its node restarted or cannot be reached) or the host loses the dealer. The guest asks
-//! the exchange for a fresh dealer session, with new seeds, and sends the host its marks;
-//! the host picks the latest epoch for which both parties hold a mark with the same
+//! (its node restarted or cannot be reached) or the host loses the dealer. The guest
+//! requests a fresh dealer session with new seeds from the exchange and sends the host its
+//! marks. The host picks the latest epoch for which both parties hold a mark with the same
 //! transcript hash, fetches its new seed and continues from there. Both parties drop their
 //! marks of later epochs and start a new transcript that opens with that epoch and its hash,
 //! so the final hashes still match only when both histories did.
 //!
 //! The steps of the epoch after the mark run again with fresh correlated randomness and
-//! the same shares, so every message of the repeated steps is masked afresh: no mask or
-//! triple is used twice, and what a party sees again is a value it already saw (the loss
-//! and the early stopping decision).
+//! the same shares, so every message of the repeated steps is masked afresh and no mask or
+//! triple is used twice. The only values a party sees again are the loss and the early
+//! stopping decision, recomputed from the same shares: they differ from the first run's by
+//! the truncation error at most. A training resumes at most [`MAX_RESUMES`] times.
 
 use carrel_learn::vertical::Checkpoint;
 use carrel_mpc::transcript::Transcript;
@@ -31,6 +32,11 @@ use crate::error::{NodeError, NodeResult};
 use crate::jobs::JobView;
 use crate::models;
 use crate::store::Store;
+
+/// Resumes one training may take, counted by each party in its saved state. The host
+/// refuses more, so that a guest cannot train again and again for one use of the
+/// agreement.
+pub(super) const MAX_RESUMES: u32 = 8;
 
 /// Marks kept besides epoch 0. The parties' latest marks differ by one epoch at most when
 /// a node stops, so three leave room for a mark that failed to save.
@@ -45,6 +51,9 @@ pub(super) struct Saved<S> {
     pub setup: S,
     /// Epoch marks in increasing order, epoch 0 first.
     pub marks: Vec<Mark>,
+    /// Resumes so far.
+    #[serde(default)]
+    pub resumes: u32,
 }
 
 /// The state of one party after an epoch.
@@ -123,6 +132,7 @@ pub(super) fn save_setup<S: Serialize>(
             transcript_sha256: hex::encode(aligned),
             state: None,
         }],
+        resumes: 0,
     };
     models::save_checkpoint(store, job, &to_value(&saved)?)
 }
@@ -164,14 +174,30 @@ pub(super) fn record_epoch(
     models::save_checkpoint(store, job, &to_value(&saved)?)
 }
 
-/// Drops the marks after `epoch`, which belong to a history that the resumed training
-/// replaces.
-pub(super) fn rewind(store: &Store, job: &str, epoch: u32) -> NodeResult<()> {
+/// Records a resume from `epoch`: drops the marks after it, which belong to a history that
+/// the resumed training replaces, and counts the resume. Returns the resumes so far.
+pub(super) fn rewind(store: &Store, job: &str, epoch: u32) -> NodeResult<u32> {
     let Some(mut saved) = load::<Value>(store, job)? else {
-        return Ok(());
+        return Ok(0);
     };
     saved.marks.retain(|mark| mark.epoch <= epoch);
-    models::save_checkpoint(store, job, &to_value(&saved)?)
+    saved.resumes += 1;
+    models::save_checkpoint(store, job, &to_value(&saved)?)?;
+    Ok(saved.resumes)
+}
+
+/// Checks that a training may resume once more.
+///
+/// # Errors
+///
+/// [`NodeError::Forbidden`] after [`MAX_RESUMES`] resumes.
+pub(super) fn check_resumes<S>(saved: &Saved<S>, job: &str) -> NodeResult<()> {
+    if saved.resumes >= MAX_RESUMES {
+        return Err(NodeError::Forbidden(format!(
+            "job {job} has resumed {MAX_RESUMES} times, the most one training may; start a              new training"
+        )));
+    }
+    Ok(())
 }
 
 /// Returns the guest's offer: every epoch for which it saved a mark.
@@ -268,6 +294,20 @@ mod tests {
         let guest = [offer(0, "b")];
         let error = common_mark(&host, &guest).unwrap_err();
         assert!(matches!(error, NodeError::JobFailed(_)), "{error}");
+    }
+
+    #[test]
+    fn resumes_beyond_the_limit_are_forbidden() {
+        let mut saved = Saved {
+            role: "host".into(),
+            setup: (),
+            marks: vec![mark(0, "a")],
+            resumes: MAX_RESUMES - 1,
+        };
+        assert!(check_resumes(&saved, "job").is_ok());
+        saved.resumes = MAX_RESUMES;
+        let error = check_resumes(&saved, "job").unwrap_err();
+        assert!(matches!(error, NodeError::Forbidden(_)), "{error}");
     }
 
     #[test]

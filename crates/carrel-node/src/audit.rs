@@ -1,0 +1,143 @@
+//! The node's audit log as its peers read it: the latest signed checkpoint, consistency
+//! proofs between two sizes, and the inclusion proof of one entry with the entry itself.
+//!
+//! | request | response |
+//! | --- | --- |
+//! | `GET /audit/checkpoint` | the latest checkpoint note, its size and root |
+//! | `GET /audit/consistency?old=M&new=N` | the RFC 6962 consistency proof from size M to size N, base64 |
+//! | `GET /audit/inclusion?index=I&size=N` | the entry at index I, base64, and its inclusion proof in the tree of size N |
+//!
+//! Checkpoints and consistency proofs reveal no entry, so every registered participant
+//! may read them. An entry names an agreement and what happened under it, so only the
+//! node itself, the entry's actor and the parties of the entry's agreement may read it.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use carrel_ledger::{AuditLog, Hash};
+use carrel_model::AuditEvent;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::agreements;
+use crate::error::{NodeError, NodeResult};
+use crate::node::Node;
+
+/// Query of `GET /audit/consistency`.
+#[derive(Debug, Deserialize)]
+pub struct ConsistencyQuery {
+    /// Size of the older checkpoint.
+    pub old: u64,
+    /// Size of the newer checkpoint.
+    pub new: u64,
+}
+
+/// Query of `GET /audit/inclusion`.
+#[derive(Debug, Deserialize)]
+pub struct InclusionQuery {
+    /// Index of the entry, from 0.
+    pub index: u64,
+    /// Size of the tree the proof leads to.
+    pub size: u64,
+}
+
+/// Returns the latest signed checkpoint.
+///
+/// # Errors
+///
+/// A storage error.
+pub fn checkpoint(node: &Node) -> NodeResult<Value> {
+    let latest = node
+        .store
+        .read(|c| Ok(AuditLog::latest_checkpoint(c)?))?
+        .ok_or_else(|| NodeError::Internal("the audit log has no checkpoint".into()))?;
+    Ok(json!({
+        "origin": latest.checkpoint.origin(),
+        "tree_size": latest.checkpoint.tree_size(),
+        "root": STANDARD.encode(latest.checkpoint.root_hash()),
+        "note": latest.note,
+    }))
+}
+
+/// Returns the consistency proof from size `old` to size `new`.
+///
+/// # Errors
+///
+/// [`NodeError::BadRequest`] when `old` exceeds `new` or `new` exceeds the log's size.
+pub fn consistency(node: &Node, query: &ConsistencyQuery) -> NodeResult<Value> {
+    let proof = node.store.read(|c| {
+        let size = AuditLog::tree_size(c)?;
+        if query.old > query.new || query.new > size {
+            return Err(NodeError::BadRequest(format!(
+                "a consistency proof from size {} to size {} is invalid: give old <= new <= \
+                 {size}, the log's size",
+                query.old, query.new
+            )));
+        }
+        Ok(AuditLog::consistency_proof(c, query.old, query.new)?)
+    })?;
+    Ok(json!({ "old": query.old, "new": query.new, "proof": encode_all(&proof) }))
+}
+
+/// Returns entry `index` and its inclusion proof in the tree of `size` entries, to a
+/// reader that may see the entry.
+///
+/// # Errors
+///
+/// [`NodeError::BadRequest`] for an index outside the tree or a size beyond the log's,
+/// [`NodeError::Forbidden`] for a reader that is not a party to the entry.
+pub fn inclusion(node: &Node, signer: &str, query: &InclusionQuery) -> NodeResult<Value> {
+    let (entry, proof) = node.store.read(|c| {
+        let size = AuditLog::tree_size(c)?;
+        if query.index >= query.size || query.size > size {
+            return Err(NodeError::BadRequest(format!(
+                "entry {} of a tree of size {} does not exist: give index < size <= {size}, \
+                 the log's size",
+                query.index, query.size
+            )));
+        }
+        let entry = AuditLog::entry(c, query.index)?;
+        check_reader(c, node, signer, &entry, query.index)?;
+        Ok((
+            entry,
+            AuditLog::inclusion_proof(c, query.index, query.size)?,
+        ))
+    })?;
+    Ok(json!({ "index": query.index, "tree_size": query.size,
+               "entry": STANDARD.encode(&entry), "proof": encode_all(&proof) }))
+}
+
+/// Checks that `signer` may read an entry: the node itself, the entry's actor, or a party
+/// of the entry's agreement.
+fn check_reader(
+    conn: &rusqlite::Connection,
+    node: &Node,
+    signer: &str,
+    entry: &[u8],
+    index: u64,
+) -> NodeResult<()> {
+    if signer == node.identity.name() {
+        return Ok(());
+    }
+    let event: Option<AuditEvent> = serde_json::from_slice(entry).ok();
+    let allowed = event.is_some_and(|event| {
+        event.actor == signer
+            || event.agreement.is_some_and(|id| {
+                agreements::load(conn, &id).is_ok_and(|record| {
+                    let agreement = &record.signed.agreement;
+                    agreement.assignee == signer || agreement.assigner == signer
+                })
+            })
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!(
+            "{signer:?} is not a party to audit entry {index}; only its actor and the parties \
+             of its agreement may read it"
+        )))
+    }
+}
+
+fn encode_all(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| STANDARD.encode(h)).collect()
+}
