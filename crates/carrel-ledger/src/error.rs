@@ -77,6 +77,66 @@ pub enum LedgerError {
         limit: usize,
     },
 
+    /// A checkpoint of size 0 has a root other than the empty tree's root, SHA-256 of the
+    /// empty string, so no tree can have produced it.
+    #[error(
+        "checkpoint of size 0 has root {root}, but an empty tree's root is SHA-256 of the \
+         empty string; the log signed an invalid checkpoint"
+    )]
+    InvalidEmptyRoot {
+        /// The root found, in base64.
+        root: String,
+    },
+
+    /// A cosignature line from a trusted witness key is malformed, for example because
+    /// its timestamp is above 2^63 - 1 or its payload has the wrong length.
+    #[error("cosignature by witness key {key_name:?} is malformed: {reason}")]
+    InvalidCosignature {
+        /// The name on the malformed signature line.
+        key_name: String,
+        /// The reason it is malformed.
+        reason: String,
+    },
+
+    /// A `tlog-policy` file is malformed. The message names the line and the value.
+    #[error("invalid tlog policy: {0}")]
+    InvalidPolicy(String),
+
+    /// No log of the policy has a key named after the checkpoint's origin.
+    #[error(
+        "the policy lists no log for origin {origin:?}; add a `log` line with the vkey of \
+         the log whose key name is that origin"
+    )]
+    UnknownLog {
+        /// The origin line of the checkpoint.
+        origin: String,
+    },
+
+    /// The valid cosignatures on a checkpoint do not meet the witness quorum.
+    #[error(
+        "witness quorum {quorum:?} is not met: valid cosignatures came from {cosigned:?}; \
+         collect cosignatures from more witnesses of the policy"
+    )]
+    QuorumNotMet {
+        /// The name of the quorum rule of the policy, or the required count.
+        quorum: String,
+        /// The names of the witnesses whose cosignatures verified.
+        cosigned: Vec<String>,
+    },
+
+    /// A `tlog-proof` receipt is malformed, or cannot prove inclusion.
+    #[error("invalid tlog-proof receipt: {0}")]
+    InvalidReceipt(String),
+
+    /// The body of a `tlog-witness` `add-checkpoint` request is malformed.
+    #[error("malformed add-checkpoint request: {0}")]
+    InvalidWitnessRequest(String),
+
+    /// A witness rejected an `add-checkpoint` request; the rejection carries the HTTP
+    /// status of the `tlog-witness` protocol.
+    #[error(transparent)]
+    AddCheckpointRejected(#[from] crate::witness::AddCheckpointRejection),
+
     /// The stored log has no checkpoint yet; call `AuditLog::sign_checkpoint` first.
     #[error("the audit log has no signed checkpoint yet")]
     MissingCheckpoint,

@@ -10,7 +10,7 @@
 //!   state change + entry bytes
 //!            │ same transaction
 //!            ▼
-//!   store::AuditLog ── append ──► audit_entries, audit_frontier   (SQLite)
+//!   store::AuditLog ── append ──► audit_entries, audit_frontier, audit_tiles   (SQLite)
 //!            │ sign_checkpoint            │ inclusion_proof, consistency_proof, verify
 //!            ▼                            ▼
 //!   checkpoint::Checkpoint ◄──── merkle: leaf_hash, root, proofs  (pure)
@@ -21,8 +21,12 @@
 //!
 //! [`merkle`] is pure hashing and proof code; [`note`] reads and writes C2SP signed notes
 //! and keys; [`checkpoint`] gives a note its checkpoint body; [`store`] keeps the log in
-//! SQLite and audits it. `NOTES.md` beside this file explains the construction and why
-//! its guarantees hold.
+//! SQLite, with hash tiles that serve proofs in O(log n) reads, and audits it; [`commit`]
+//! appends entries from many threads with one sync per batch. The witness side follows:
+//! [`cosign`] makes and checks timestamped cosignatures, [`witness`] checks a log's
+//! `add-checkpoint` request, [`policy`] reads trust policies with their quorum, and
+//! [`receipt`] writes and verifies offline proofs of one entry. `NOTES.md` beside this
+//! file explains the construction and why its guarantees hold.
 //!
 //! ```
 //! use carrel_ledger::{AuditLog, NoteSigner, merkle};
@@ -50,13 +54,24 @@
 //! ```
 
 pub mod checkpoint;
+pub mod commit;
+pub mod cosign;
 mod error;
 pub mod merkle;
 pub mod note;
+pub mod policy;
+pub mod receipt;
 pub mod store;
+mod syntax;
+mod tiles;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, open_checkpoint};
+pub use commit::{CommitError, CommitStats, GroupCommitter, PendingAppend};
+pub use cosign::{CosignatureVerifier, CosignedCheckpoint, Cosigner, open_cosigned};
 pub use error::{LedgerError, Result};
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};
+pub use policy::Policy;
+pub use receipt::Receipt;
 pub use store::{AuditLog, SignedCheckpoint, VerifyReport};

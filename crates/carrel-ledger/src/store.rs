@@ -20,7 +20,16 @@
 //! The writing functions take a [`Transaction`] from the caller, so that an audit entry
 //! commits or rolls back together with the state change it records. Open it with
 //! `TransactionBehavior::Immediate` when several connections write, so that two appends
-//! do not read the same tree size.
+//! do not read the same tree size. [`crate::GroupCommitter`] appends the entries of many
+//! callers in one transaction, for logs that record more than a few entries per second.
+//!
+//! # Tiles
+//!
+//! Besides the entries, the log stores the Merkle tree's node hashes as tiles of 256
+//! (`crate::tiles`), updated in the same transaction as the entries. A proof reads O(log n)
+//! tiles instead of every leaf hash.
+
+use std::ops::Range;
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
@@ -28,6 +37,7 @@ use crate::checkpoint::{Checkpoint, open_checkpoint};
 use crate::error::{LedgerError, Result};
 use crate::merkle::{self, Frontier, Hash};
 use crate::note::{Note, NoteSigner, NoteVerifier};
+use crate::tiles::{self, TileEdge, TileReader};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -49,7 +59,8 @@ INSERT OR IGNORE INTO audit_frontier (id, nodes) VALUES (0, x'');
 
 /// The append-only audit log in the tables `audit_entries` (entry bytes and leaf hash by
 /// index), `audit_frontier` (the roots of the perfect subtrees on the right edge of the
-/// tree, which make appends logarithmic) and `audit_checkpoints` (signed notes by tree
+/// tree, which make appends logarithmic), `audit_tiles` (the tree's node hashes in tiles
+/// of 256, which make proofs logarithmic) and `audit_checkpoints` (signed notes by tree
 /// size).
 #[derive(Debug)]
 pub struct AuditLog;
@@ -79,33 +90,72 @@ pub struct VerifyReport {
 }
 
 impl AuditLog {
-    /// Creates the audit tables if they do not exist.
+    /// Creates the audit tables if they do not exist, all in one savepoint.
+    ///
+    /// A log stored before the tile table existed is upgraded: the tiles are filled from
+    /// the stored leaf hashes in one pass, O(n) reads, before the savepoint is released.
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Sqlite`] if the database fails.
+    /// [`LedgerError::Tampered`] if the upgrade finds a gap in the entry indexes, and
+    /// [`LedgerError::Sqlite`] if the database fails. Nothing is created after an error.
     pub fn create_schema(conn: &Connection) -> Result<()> {
-        conn.execute_batch(SCHEMA)?;
-        Ok(())
+        conn.execute_batch("SAVEPOINT audit_create_schema")?;
+        let created = create_tables(conn);
+        if created.is_err() {
+            conn.execute_batch("ROLLBACK TO audit_create_schema")?;
+        }
+        conn.execute_batch("RELEASE audit_create_schema")?;
+        created
     }
 
     /// Appends an entry and returns its index.
     ///
     /// # Errors
     ///
-    /// [`LedgerError::Tampered`] if the stored frontier does not fit the tree size, and
-    /// [`LedgerError::Sqlite`] if the database fails.
+    /// [`LedgerError::Tampered`] if the stored frontier or right-edge tiles do not fit the
+    /// tree size, and [`LedgerError::Sqlite`] if the database fails.
     pub fn append(tx: &Transaction<'_>, entry: &[u8]) -> Result<u64> {
-        let mut frontier = load_frontier(tx)?;
-        let index = frontier.size();
-        let leaf_hash = merkle::leaf_hash(entry);
-        frontier.push(leaf_hash);
+        Ok(Self::append_batch(tx, [entry])?.start)
+    }
 
-        tx.prepare_cached("INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?1, ?2, ?3)")?
-            .execute(params![to_sql(index), entry, &leaf_hash[..]])?;
-        tx.prepare_cached("UPDATE audit_frontier SET nodes = ?1 WHERE id = 0")?
-            .execute([frontier.nodes().concat()])?;
-        Ok(index)
+    /// Appends entries in order and returns the range of their indexes.
+    ///
+    /// It reads and writes the frontier and the right-edge tiles once for the whole batch,
+    /// so a batch costs O(k + log n) reads and writes for k entries. The entries are
+    /// durable once the caller commits `tx`; [`crate::GroupCommitter`] batches the entries
+    /// of concurrent callers this way.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Tampered`] if the stored frontier or right-edge tiles do not fit the
+    /// tree size, and [`LedgerError::Sqlite`] if the database fails. The caller then rolls
+    /// `tx` back, because some entries may have been written.
+    pub fn append_batch<I>(tx: &Transaction<'_>, entries: I) -> Result<Range<u64>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut frontier = load_frontier(tx)?;
+        let first = frontier.size();
+        let mut edge = TileEdge::load(tx, first)?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_entries (idx, entry, leaf_hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for entry in entries {
+            let entry = entry.as_ref();
+            let leaf_hash = merkle::leaf_hash(entry);
+            insert.execute(params![to_sql(frontier.size()), entry, &leaf_hash[..]])?;
+            frontier.push(leaf_hash);
+            edge.push(leaf_hash, |tile| tiles::write_tile(tx, tile))?;
+        }
+        let end = frontier.size();
+        if end > first {
+            edge.write_partial_since(tx, first)?;
+            tx.prepare_cached("UPDATE audit_frontier SET nodes = ?1 WHERE id = 0")?
+                .execute([frontier.nodes().concat()])?;
+        }
+        Ok(first..end)
     }
 
     /// Signs a checkpoint of the log in its current state, stores it and returns it. Call it after
@@ -205,6 +255,10 @@ impl AuditLog {
 
     /// Builds the inclusion proof for the entry at `index` in the tree of size `tree_size`.
     ///
+    /// It reads at most two tiles per tile level and computes each proof hash from at most
+    /// 128 hashes of one tile, so it costs O(log n) reads and hashes. The proof equals
+    /// [`merkle::inclusion_proof`] over the first `tree_size` leaf hashes.
+    ///
     /// # Errors
     ///
     /// [`LedgerError::TreeSizeOutOfRange`] if `tree_size` exceeds the log,
@@ -214,11 +268,15 @@ impl AuditLog {
         if index >= tree_size {
             return Err(LedgerError::IndexOutOfRange { index, tree_size });
         }
-        merkle::inclusion_proof(&leaf_hashes(conn, tree_size)?, index, tree_size)
+        check_tree_size(conn, tree_size)?;
+        TileReader::new(conn, tree_size).inclusion_proof(index)
     }
 
     /// Builds the consistency proof from the tree of size `old_size` to that of size
     /// `new_size`.
+    ///
+    /// Like [`AuditLog::inclusion_proof`] it reads O(log n) tiles, and the proof equals
+    /// [`merkle::consistency_proof`] over the first `new_size` leaf hashes.
     ///
     /// # Errors
     ///
@@ -229,7 +287,8 @@ impl AuditLog {
         if old_size > new_size {
             return Err(LedgerError::OldSizeExceedsNew { old_size, new_size });
         }
-        merkle::consistency_proof(&leaf_hashes(conn, new_size)?, old_size, new_size)
+        check_tree_size(conn, new_size)?;
+        TileReader::new(conn, new_size).consistency_proof(old_size)
     }
 
     /// Audits the whole stored log against itself and the log's key.
@@ -238,8 +297,10 @@ impl AuditLog {
     /// without gaps, recomputes every leaf hash from the entry bytes and compares it with
     /// the stored one. It rebuilds the root at every stored checkpoint's size. Every
     /// checkpoint note must open with `verifier` for `origin` and agree with its row and
-    /// with the rebuilt root; the latest must exist. Finally the stored frontier must
-    /// equal the rebuilt one.
+    /// with the rebuilt root; the latest must exist. It rebuilds the tiles in the same pass
+    /// and compares each full tile with the stored one as soon as it is complete. Finally
+    /// the stored frontier and the stored partial tiles must equal the rebuilt ones, and
+    /// no tile may be stored beyond them. Memory stays O(log n).
     ///
     /// Call it inside a transaction when other connections may append meanwhile, so that
     /// every query reads the same snapshot.
@@ -262,9 +323,11 @@ impl AuditLog {
             .query_map([], CheckpointRow::read)?
             .peekable();
         let mut audit = Audit {
+            conn,
             origin,
             verifier,
             frontier: Frontier::new(),
+            tiles: TileEdge::new(),
             latest: None,
             checked: 0,
         };
@@ -301,6 +364,10 @@ impl AuditLog {
                 index: audit.frontier.size(),
             });
         }
+        for tile in audit.tiles.partial_tiles() {
+            tiles::check_tile(conn, tile)?;
+        }
+        tiles::check_tile_count(conn, audit.frontier.size())?;
         let checkpoint = audit.latest.ok_or(LedgerError::MissingCheckpoint)?;
         Ok(VerifyReport {
             tree_size: audit.frontier.size(),
@@ -314,10 +381,13 @@ impl AuditLog {
 
 /// The state of one [`AuditLog::verify`] pass.
 struct Audit<'a> {
+    conn: &'a Connection,
     origin: &'a str,
     verifier: &'a NoteVerifier,
     /// The tree rebuilt from the entries read so far.
     frontier: Frontier,
+    /// The right edge of the tiles rebuilt from the entries read so far.
+    tiles: TileEdge,
     latest: Option<Checkpoint>,
     checked: u64,
 }
@@ -338,7 +408,9 @@ impl Audit<'_> {
             return Err(LedgerError::Tampered { what, index });
         }
         self.frontier.push(leaf_hash);
-        Ok(())
+        let conn = self.conn;
+        self.tiles
+            .push(leaf_hash, |tile| tiles::check_tile(conn, tile))
     }
 
     fn check_checkpoint(&mut self, row: CheckpointRow) -> Result<()> {
@@ -434,26 +506,31 @@ fn load_frontier(conn: &Connection) -> Result<Frontier> {
         })
 }
 
-/// Reads the leaf hashes of the first `tree_size` entries.
-fn leaf_hashes(conn: &Connection, tree_size: u64) -> Result<Vec<Hash>> {
-    // NOTE: proofs rebuild from every stored leaf hash, O(n) reads. Storing the tree as
-    // tiles (C2SP tlog-tiles) would make each proof O(log n) reads.
-    let mut statement =
-        conn.prepare_cached("SELECT leaf_hash FROM audit_entries WHERE idx < ?1 ORDER BY idx")?;
-    let mut rows = statement.query([to_sql(tree_size)])?;
-    let mut hashes = Vec::new();
-    while let Some(row) = rows.next()? {
-        // The table's CHECK constraint keeps leaf hashes at 32 bytes.
-        hashes.push(row.get::<_, Hash>(0)?);
+/// Creates the tables, and fills the tiles if the tile table is new.
+fn create_tables(conn: &Connection) -> Result<()> {
+    let has_tiles: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'audit_tiles')",
+        )?
+        .query_row([], |row| row.get(0))?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(tiles::SCHEMA)?;
+    if !has_tiles {
+        tiles::fill_from_leaf_hashes(conn)?;
     }
-    let available = hashes.len() as u64;
-    if available < tree_size {
+    Ok(())
+}
+
+/// Checks that the log contains at least `tree_size` entries.
+fn check_tree_size(conn: &Connection, tree_size: u64) -> Result<()> {
+    let available = AuditLog::tree_size(conn)?;
+    if tree_size > available {
         return Err(LedgerError::TreeSizeOutOfRange {
             requested: tree_size,
             available,
         });
     }
-    Ok(hashes)
+    Ok(())
 }
 
 /// Borrows a BLOB column of a row.

@@ -15,7 +15,8 @@
 //! | `POST /jobs/{id}/train/...` (provider) | the coordinator of a horizontal training, see [`crate::training::horizontal`] |
 //! | `POST /jobs/{id}/abort` | a party to the job |
 //! | `POST /agreements/{id}/revocation` | a party to the agreement |
-//! | `GET /audit/checkpoint`, `GET /audit/consistency`, `GET /audit/inclusion` | participants; an entry only to its parties, see [`crate::audit`] |
+//! | `GET /audit/checkpoint`, `GET /audit/consistency`, `GET /audit/inclusion`, `GET /audit/entries` | participants; an entry only to its parties, see [`crate::audit`] |
+//! | `POST /witness/add-checkpoint`, `GET /witness/logs` | a log's node, see [`crate::witnessing`] |
 //! | `/admin/...` | the node's own key, used by the `carrel` command |
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
     let mut signed = Router::new()
         .route("/agreements/{id}/revocation", post(revocation))
         .route("/admin/status", get(status))
+        .route("/admin/audit/fetch", post(admin_audit_fetch))
+        .route("/admin/keys/{name}", get(admin_key))
         .route("/admin/agreements/{id}", get(show_agreement))
         .route("/admin/agreements/{id}/revoke", post(revoke))
         .route("/admin/jobs", get(list_jobs))
@@ -56,7 +59,10 @@ pub fn router(node: Arc<Node>) -> NodeResult<Router> {
         .route("/jobs/{id}/abort", post(abort_job))
         .route("/audit/checkpoint", get(audit_checkpoint))
         .route("/audit/consistency", get(audit_consistency))
-        .route("/audit/inclusion", get(audit_inclusion));
+        .route("/audit/inclusion", get(audit_inclusion))
+        .route("/audit/entries", get(audit_entries))
+        .route("/witness/add-checkpoint", post(witness_add_checkpoint))
+        .route("/witness/logs", get(witness_log));
     if node.is_exchange() {
         signed = signed
             .route("/participants/{name}", get(participant))
@@ -194,6 +200,20 @@ fn admin(node: &Node, signer: &VerifiedSigner) -> NodeResult<()> {
     )))
 }
 
+async fn admin_audit_fetch(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(request): Json<crate::audit::Fetch>,
+) -> Reply {
+    admin(&node, &signer)?;
+    crate::audit::fetch(&node, &request).await.map(Json)
+}
+
+async fn admin_key(State(node): Shared, signer: VerifiedSigner, Path(name): Path<String>) -> Reply {
+    admin(&node, &signer)?;
+    crate::audit::key_of(&node, &name).await.map(Json)
+}
+
 async fn audit_checkpoint(State(node): Shared, _signer: VerifiedSigner) -> Reply {
     crate::audit::checkpoint(&node).map(Json)
 }
@@ -214,6 +234,32 @@ async fn audit_inclusion(
     crate::audit::inclusion(&node, signer.name(), &query).map(Json)
 }
 
+async fn audit_entries(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Query(query): Query<crate::audit::EntriesQuery>,
+) -> Reply {
+    crate::audit::entries(&node, signer.name(), &query).map(Json)
+}
+
+async fn witness_add_checkpoint(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Json(body): Json<crate::witnessing::AddCheckpoint>,
+) -> Reply {
+    crate::witnessing::add_checkpoint(&node, signer.name(), body)
+        .await
+        .map(Json)
+}
+
+async fn witness_log(
+    State(node): Shared,
+    signer: VerifiedSigner,
+    Query(query): Query<crate::witnessing::LogQuery>,
+) -> Reply {
+    crate::witnessing::stored_head(&node, signer.name(), &query).map(Json)
+}
+
 async fn status(State(node): Shared, signer: VerifiedSigner) -> Reply {
     admin(&node, &signer)?;
     let (size, checkpoint) = node.store.read(|c| {
@@ -226,6 +272,7 @@ async fn status(State(node): Shared, signer: VerifiedSigner) -> Reply {
     Ok(Json(
         json!({ "name": node.identity.name(), "role": node.config.role,
                     "endpoint": node.endpoint(), "audit_tree_size": size,
+                    "witness_alarms": crate::witnessing::alarm_count(&node)?,
                     "checkpoint": checkpoint }),
     ))
 }

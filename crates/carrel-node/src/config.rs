@@ -40,6 +40,14 @@ pub struct NodeConfig {
     /// The pinned exchange; `None` on the exchange itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<PinnedExchange>,
+    /// Witnesses that must cosign a checkpoint of this node's log before it is final.
+    #[serde(default = "default_witness_quorum")]
+    pub witness_quorum: usize,
+}
+
+/// One witness's cosignature makes a checkpoint final unless `node.json` says otherwise.
+pub const fn default_witness_quorum() -> usize {
+    1
 }
 
 /// Paths of a node folder.

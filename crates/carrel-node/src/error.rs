@@ -70,6 +70,10 @@ pub enum NodeError {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// The request is well formed but its content fails a check, such as a consistency
+    /// proof that does not verify.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The job is interrupted and waits to be resumed; the request may succeed later.
     #[error("{0}")]
     Unavailable(String),
@@ -93,6 +97,7 @@ impl NodeError {
             Self::ListingRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "listing_rejected"),
             Self::Peer { .. } => (StatusCode::BAD_GATEWAY, "peer_failed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::Remote { status, code, .. } => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
                 remote_code(code),
@@ -107,7 +112,7 @@ impl NodeError {
 /// Keeps a peer's error code when it is one of ours, so a rejection passes through
 /// a node unchanged.
 fn remote_code(code: &str) -> &'static str {
-    const KNOWN: [&str; 12] = [
+    const KNOWN: [&str; 13] = [
         "job_failed",
         "bad_request",
         "not_found",
@@ -119,6 +124,7 @@ fn remote_code(code: &str) -> &'static str {
         "listing_rejected",
         "peer_failed",
         "unavailable",
+        "unprocessable",
         "internal",
     ];
     KNOWN

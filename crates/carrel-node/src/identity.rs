@@ -52,6 +52,18 @@ impl Identity {
     }
 }
 
+/// Loads the node's Ed25519 key from its PEM file.
+///
+/// # Errors
+///
+/// [`NodeError::Io`] when the file cannot be read or parsed.
+pub fn load_signing_key(path: &Path) -> NodeResult<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| NodeError::Io(format!("cannot read {}: {e}", path.display())))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| NodeError::Io(format!("{} is not an Ed25519 key: {e}", path.display())))
+}
+
 /// Signer of the audit log's checkpoints, named by the log's origin.
 pub struct LogSigner(NoteSigner);
 
@@ -62,11 +74,7 @@ impl LogSigner {
     ///
     /// [`NodeError::Io`] when the file cannot be read or parsed.
     pub fn load(origin: &str, path: &Path) -> NodeResult<Self> {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| NodeError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let key = SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| NodeError::Io(format!("{} is not an Ed25519 key: {e}", path.display())))?;
-        let signer = NoteSigner::ed25519(origin, key)?;
+        let signer = NoteSigner::ed25519(origin, load_signing_key(path)?)?;
         Ok(Self(signer))
     }
 

@@ -42,6 +42,7 @@ pub mod signing;
 pub mod store;
 pub mod training;
 pub mod transport;
+pub mod witnessing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -141,6 +142,7 @@ pub async fn serve(
     // Trainings that this node drove continue from their checkpoints.
     tokio::spawn(training::horizontal::resume_running(node.clone()));
     tokio::spawn(training::vertical::resume_running(node.clone()));
+    tokio::spawn(witnessing::submit_loop(node.clone()));
     let served = server.await;
     node.store.mark_stopping();
     served.map_err(|e| NodeError::Internal(format!("server task failed: {e}")))?;

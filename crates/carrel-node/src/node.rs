@@ -29,6 +29,10 @@ pub struct Node {
     pub secagg: crate::secagg::Sessions,
     /// Private join runs this node serves as a provider, by job id.
     pub join: crate::join::Sessions,
+    /// This node's cosigner of other logs' checkpoints, named by
+    /// [`crate::witnessing::witness_name`]; it uses the node's identity key, and the
+    /// cosignature format keeps its signatures apart from checkpoint signatures.
+    pub witness: carrel_ledger::Cosigner,
     keys: Arc<KeyCache>,
     endpoint: RwLock<String>,
 }
@@ -43,6 +47,10 @@ impl Node {
         let config = dir.load_config()?;
         let identity = Identity::load(&config.name, &dir.key())?;
         let signer = LogSigner::load(&config.origin, &dir.key())?;
+        let witness = carrel_ledger::Cosigner::ed25519(
+            &crate::witnessing::witness_name(&config.origin),
+            crate::identity::load_signing_key(&dir.key())?,
+        )?;
         let store = Store::open(&dir.database(), config.origin.clone(), signer)?;
         let keys = Arc::new(KeyCache::default());
         let known = store.read(|c| {
@@ -68,6 +76,7 @@ impl Node {
             psi: crate::psi::Sessions::default(),
             secagg: crate::secagg::Sessions::default(),
             join: crate::join::Sessions::default(),
+            witness,
             keys,
             endpoint: RwLock::new(String::new()),
         })

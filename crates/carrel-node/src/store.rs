@@ -125,6 +125,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::witnessing::SCHEMA)?;
         AuditLog::create_schema(&conn)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if AuditLog::latest_checkpoint(&tx)?.is_none() {

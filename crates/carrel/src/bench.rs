@@ -105,6 +105,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10))]
         splits: u64,
     },
+    /// Append entries to an audit log through the group committer on a temporary database
+    /// file (WAL, synchronous = FULL), then time inclusion and consistency proofs read from
+    /// the stored tiles, their verification, and a full verification of the log.
+    Audit {
+        /// Number of entries to append.
+        #[arg(long, default_value_t = 1_000_000,
+              value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+        entries: u64,
+        /// Number of writer threads that submit entries.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        writers: u64,
+        /// Entries each writer submits before it waits for the reply to its oldest one.
+        #[arg(long, default_value_t = 256,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        in_flight: u64,
+        /// Maximum number of entries in one transaction.
+        #[arg(long, default_value_t = carrel_ledger::commit::DEFAULT_MAX_BATCH as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_batch: u64,
+        /// Number of timed proofs of each kind. The output gives their median.
+        #[arg(long, default_value_t = 2000,
+              value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        samples: u64,
+    },
 }
 
 /// Runs a benchmark command.
@@ -121,6 +145,22 @@ pub async fn run(command: BenchCommand, out: &Output) -> anyhow::Result<()> {
         }
         BenchCommand::Secagg { providers, rows } => {
             crate::bench_joint::secagg(providers as usize, rows, out).await
+        }
+        BenchCommand::Audit {
+            entries,
+            writers,
+            in_flight,
+            max_batch,
+            samples,
+        } => {
+            let settings = crate::bench_audit::Settings {
+                entries,
+                writers,
+                in_flight,
+                max_batch,
+                samples,
+            };
+            crate::bench_audit::audit(&settings, out)
         }
     }
 }

@@ -101,6 +101,7 @@ fn init(
         origin: format!("carrel.local/{name}"),
         listen: "127.0.0.1:0".into(),
         exchange,
+        witness_quorum: carrel_node::config::default_witness_quorum(),
     };
     Ok(carrel_node::init(&NodeDir::new(dir), &config)?)
 }

@@ -22,6 +22,7 @@ macro_rules! print {
 mod admin;
 mod audit;
 mod bench;
+mod bench_audit;
 mod bench_joint;
 mod bench_learn;
 mod cluster;
@@ -30,6 +31,9 @@ mod demo_joint;
 mod demo_learn;
 mod exact;
 mod output;
+mod receipts;
+mod trust;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -395,6 +399,62 @@ enum AuditCommand {
         /// Entry index, from 0.
         index: u64,
     },
+    /// Write a C2SP tlog-policy for another node's log from the keys this node trusts.
+    Policy {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Participant whose log the policy trusts.
+        #[arg(long)]
+        log: String,
+        /// Participant trusted as a witness; repeat it (default: the witnesses that
+        /// cosigned the log's last final checkpoint).
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must cosign a checkpoint.
+        #[arg(long, default_value_t = 1)]
+        quorum: usize,
+        /// File to write the policy to; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Fetch a receipt (C2SP tlog-proof) for each of another node's audit entries about an
+    /// agreement, with the entry and the log's policy, into a folder.
+    Receipts {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Participant whose log holds the entries.
+        #[arg(long)]
+        from: String,
+        /// Agreement id.
+        #[arg(long)]
+        agreement: String,
+        /// Folder for the files `{PEER}-{INDEX}.tlog-proof` and `{PEER}.policy`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a receipt offline against a tlog-policy and print its entry.
+    VerifyReceipt {
+        /// Receipt file (C2SP tlog-proof) with the entry on its extra line.
+        file: PathBuf,
+        /// Policy file (C2SP tlog-policy).
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Follow other nodes' checkpoints and raise an alarm on a fork or a rollback.
+    Watch {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Participant whose log to watch; repeat it.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+        /// Time between two rounds, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many rounds and exit non-zero if any alarm was raised; no
+        /// limit when absent.
+        #[arg(long)]
+        rounds: Option<u64>,
+    },
 }
 
 /// Parses an epsilon: a finite number above 0.
@@ -452,6 +512,7 @@ async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
                 role: role.into(),
                 listen,
                 exchange,
+                witness_quorum: carrel_node::config::default_witness_quorum(),
             };
             let key = carrel_node::init(&NodeDir::new(&dir), &config)?;
             out.init(&dir, &config, &key);
@@ -464,6 +525,44 @@ async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Prove { dir, index },
         } => audit::prove(&dir, index, out),
+        Command::Audit {
+            command:
+                AuditCommand::Policy {
+                    node,
+                    log,
+                    witnesses,
+                    quorum,
+                    out: file,
+                },
+        } => trust::policy(&node.node, &log, &witnesses, quorum, file.as_deref(), out).await,
+        Command::Audit {
+            command:
+                AuditCommand::Receipts {
+                    node,
+                    from,
+                    agreement,
+                    out: folder,
+                },
+        } => receipts::receipts(&node.node, &from, &agreement, &folder, out).await,
+        Command::Audit {
+            command: AuditCommand::VerifyReceipt { file, policy },
+        } => receipts::verify_receipt(&file, &policy, out),
+        Command::Audit {
+            command:
+                AuditCommand::Watch {
+                    node,
+                    logs,
+                    interval_ms,
+                    rounds,
+                },
+        } => {
+            let options = watch::WatchOptions {
+                logs,
+                interval: std::time::Duration::from_millis(interval_ms),
+                rounds,
+            };
+            watch::watch(&node.node, options, out).await
+        }
         Command::Demo { keep } => demo::run(keep, out).await,
         Command::Bench { command } => bench::run(command, out).await,
         other => admin::run(other, out).await,

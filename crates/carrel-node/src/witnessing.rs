@@ -1,0 +1,575 @@
+//! Witnessing: every node cosigns the checkpoints of the logs of the parties it works
+//! with, and has its own checkpoints cosigned by them, following C2SP tlog-witness and
+//! tlog-cosignature (timestamped Ed25519).
+//!
+//! | request | response |
+//! | --- | --- |
+//! | `POST /witness/add-checkpoint` from a log's node, `{ "request": text }` with the C2SP body: `old <size>`, the consistency proof lines, a blank line, the signed checkpoint | `{ "cosignature": line }`, or the status of C2SP's table: 404, 403, 400, 409, 422 |
+//! | `GET /witness/logs?origin=O` from the log's own node | the size and root this witness last cosigned for origin O |
+//!
+//! As a witness, a node trusts a log's checkpoint only when it is signed by the key the
+//! exchange registered for the participant that submits it, under the one origin that
+//! this participant used first, and only from a party it works with. It cosigns a larger checkpoint only with a consistency proof
+//! from the last one it cosigned, and saves the new tree head before it responds, in a
+//! compare-and-swap, so that a crash cannot roll it back. A rollback (a smaller
+//! checkpoint) or a fork (the same size with another root, or a proof that fails from the
+//! stored head) raises an alarm: an error in the node's log, a count in `GET
+//! /admin/status`, a row in `witness_alarms` with the offending note as evidence, and a
+//! `witness.alarm` entry in the witness's own audit log.
+//!
+//! As a log, a node submits its latest checkpoint to each of its witnesses every
+//! [`SUBMIT_INTERVAL`]: the exchange and the other party of each of its agreements, and,
+//! on the exchange, every registered participant. It keeps each
+//! witness's cosignature line by tree size. A checkpoint is final when
+//! `witness_quorum` witnesses (in `node.json`, one by default) have cosigned it.
+//!
+//! Routine cosignatures are not audit entries, because each entry would produce a new
+//! checkpoint for the peers to cosign in turn.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use carrel_ledger::witness::{AddCheckpointRequest, KnownLog, TreeHead, check_add_checkpoint};
+use carrel_ledger::{AuditLog, Checkpoint, Hash, NoteVerifier, merkle, note};
+use carrel_model::AuditEvent;
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::error::{NodeError, NodeResult};
+use crate::node::Node;
+
+/// Tables of witnessing, created with the node's database.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS witnessed_logs (
+    origin TEXT PRIMARY KEY,
+    log TEXT NOT NULL,
+    tree_size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness_alarms (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    log TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    stored_size INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_cosignatures (
+    tree_size INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (tree_size, witness)
+);
+CREATE TABLE IF NOT EXISTS witness_progress (
+    witness TEXT PRIMARY KEY,
+    tree_size INTEGER NOT NULL
+);
+";
+
+/// How often a node submits its latest checkpoint to its witnesses.
+pub const SUBMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Returns the key name under which the node with log `origin` cosigns as a witness.
+pub fn witness_name(origin: &str) -> String {
+    format!("{origin}/witness")
+}
+
+/// The body of `POST /witness/add-checkpoint`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddCheckpoint {
+    /// The C2SP tlog-witness request body.
+    pub request: String,
+}
+
+/// The query of `GET /witness/logs`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogQuery {
+    /// The log's origin.
+    pub origin: String,
+}
+
+/// What a witness stored for one log.
+struct Witnessed {
+    log: String,
+    head: TreeHead,
+}
+
+fn load_witnessed(conn: &rusqlite::Connection, origin: &str) -> NodeResult<Option<Witnessed>> {
+    let row = conn
+        .query_row(
+            "SELECT log, tree_size, root FROM witnessed_logs WHERE origin = ?1",
+            [origin],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    row.map(|(log, size, root)| {
+        let root: Hash = root
+            .try_into()
+            .map_err(|_| NodeError::Internal(format!("stored root of {origin} is not 32 bytes")))?;
+        Ok(Witnessed {
+            log,
+            head: TreeHead {
+                size: u64::try_from(size).unwrap_or(0),
+                root,
+            },
+        })
+    })
+    .transpose()
+}
+
+/// Handles a log's `add-checkpoint` request: checks it, cosigns and saves the new tree
+/// head, or rejects it and raises an alarm on a fork or a rollback.
+///
+/// # Errors
+///
+/// [`NodeError::NotFound`], [`NodeError::Forbidden`], [`NodeError::BadRequest`],
+/// [`NodeError::Conflict`] (with the stored size in the message) and
+/// [`NodeError::Unprocessable`], as C2SP's 404, 403, 400, 409 and 422.
+pub async fn add_checkpoint(node: &Node, signer: &str, body: AddCheckpoint) -> NodeResult<Value> {
+    let request = AddCheckpointRequest::parse(&body.request)
+        .map_err(|e| NodeError::BadRequest(format!("invalid add-checkpoint request: {e}")))?;
+    let origin = request.origin().to_owned();
+    // A node witnesses the logs of the parties it works with, one origin each.
+    if !witnesses(node)?.contains(signer) {
+        return Err(NodeError::NotFound {
+            what: "log witnessed here",
+            id: signer.to_owned(),
+        });
+    }
+    let other_origin: Option<String> = node.store.read(|c| {
+        Ok(c.query_row(
+            "SELECT origin FROM witnessed_logs WHERE log = ?1 AND origin != ?2",
+            [signer, origin.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?)
+    })?;
+    if let Some(other) = other_origin {
+        return Err(NodeError::Forbidden(format!(
+            "{signer} has its log under origin {other:?} at this witness, not {origin:?}"
+        )));
+    }
+    // The exchange is not in its own registry: its key is the one pinned at `init`.
+    let key_text = if node
+        .config
+        .exchange
+        .as_ref()
+        .is_some_and(|e| e.name == signer)
+    {
+        node.exchange_key()?
+    } else {
+        node.participant(signer).await?.public_key
+    };
+    let key = carrel_net::PublicKey::parse(&key_text)
+        .map_err(|e| NodeError::Internal(format!("registered key of {signer}: {e}")))?;
+    let key = VerifyingKey::from_bytes(&key.to_bytes())
+        .map_err(|e| NodeError::Internal(format!("registered key of {signer}: {e}")))?;
+    let verifier = NoteVerifier::ed25519(&origin, key)?;
+
+    let stored = node.store.read(|c| load_witnessed(c, &origin))?;
+    if let Some(stored) = &stored
+        && stored.log != signer
+    {
+        return Err(NodeError::Forbidden(format!(
+            "origin {origin:?} is the log of {}, not of {signer}",
+            stored.log
+        )));
+    }
+    let latest = stored.as_ref().map(|s| s.head);
+    let known = KnownLog {
+        verifiers: std::slice::from_ref(&verifier),
+        latest,
+    };
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    match check_add_checkpoint(&request, Some(&known), &node.witness, now) {
+        Ok(accepted) => {
+            let head = accepted.tree_head();
+            save_head(node, signer, &origin, latest, head, request.note())?;
+            Ok(
+                json!({ "cosignature": accepted.cosignature, "tree_size": head.size,
+                       "witness": node.witness.name() }),
+            )
+        }
+        Err(rejection) => {
+            if let Some(stored) = latest
+                && let Some(kind) = misbehavior(&request, &verifier, &stored)
+            {
+                raise_alarm(node, signer, &origin, kind, &stored, request.note());
+            }
+            let message = rejection.to_string();
+            Err(match rejection.status() {
+                404 => NodeError::NotFound {
+                    what: "witnessed log",
+                    id: origin,
+                },
+                403 => NodeError::Forbidden(message),
+                400 => NodeError::BadRequest(message),
+                409 => NodeError::Conflict(format!(
+                    "{message}; this witness last cosigned size {}",
+                    latest.map_or(0, |h| h.size)
+                )),
+                422 => NodeError::Unprocessable(message),
+                _ => NodeError::Internal(message),
+            })
+        }
+    }
+}
+
+/// Saves the tree head just cosigned, if the stored one is still `expected`.
+fn save_head(
+    node: &Node,
+    log: &str,
+    origin: &str,
+    expected: Option<TreeHead>,
+    head: TreeHead,
+    note: &str,
+) -> NodeResult<()> {
+    let now = OffsetDateTime::now_utc().to_string();
+    let size = i64::try_from(head.size).unwrap_or(i64::MAX);
+    let changed = node.store.write(|c| {
+        Ok(match expected {
+            None => c.execute(
+                "INSERT OR IGNORE INTO witnessed_logs (origin, log, tree_size, root, note, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![origin, log, size, head.root.to_vec(), note, now],
+            )?,
+            Some(old) => c.execute(
+                "UPDATE witnessed_logs SET tree_size = ?2, root = ?3, note = ?4, updated = ?5
+                 WHERE origin = ?1 AND tree_size = ?6 AND root = ?7",
+                params![
+                    origin,
+                    size,
+                    head.root.to_vec(),
+                    note,
+                    now,
+                    i64::try_from(old.size).unwrap_or(i64::MAX),
+                    old.root.to_vec()
+                ],
+            )?,
+        })
+    })?;
+    if changed == 0 {
+        return Err(NodeError::Conflict(format!(
+            "another checkpoint of {origin} was cosigned meanwhile; submit again"
+        )));
+    }
+    Ok(())
+}
+
+/// Returns whether a rejected checkpoint, signed by the log, contradicts the stored head.
+fn misbehavior(
+    request: &AddCheckpointRequest,
+    verifier: &NoteVerifier,
+    stored: &TreeHead,
+) -> Option<&'static str> {
+    let text = note::verify_note(request.note(), std::slice::from_ref(verifier)).ok()?;
+    let checkpoint = Checkpoint::parse_body(text).ok()?;
+    let size = checkpoint.tree_size();
+    if size < stored.size {
+        return Some("rollback");
+    }
+    if size == stored.size && checkpoint.root_hash() != &stored.root {
+        return Some("fork");
+    }
+    // A larger checkpoint forks only if the proof from the stored head itself fails.
+    let from_stored = request.old_size() == stored.size;
+    let proven = merkle::verify_consistency(
+        stored.size,
+        size,
+        &stored.root,
+        checkpoint.root_hash(),
+        request.proof(),
+    );
+    (size > stored.size && from_stored && proven.is_err()).then_some("fork")
+}
+
+/// Records a log's misbehaviour once per offending note: an error line, a row with the
+/// evidence and an entry in this node's audit log.
+fn raise_alarm(node: &Node, log: &str, origin: &str, kind: &str, stored: &TreeHead, note: &str) {
+    let now = OffsetDateTime::now_utc().to_string();
+    let saved = node.store.write(|c| {
+        Ok(c.execute(
+            "INSERT INTO witness_alarms (origin, log, kind, stored_size, note, time)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS
+                 (SELECT 1 FROM witness_alarms WHERE origin = ?1 AND note = ?5)",
+            params![
+                origin,
+                log,
+                kind,
+                i64::try_from(stored.size).unwrap_or(i64::MAX),
+                note,
+                now
+            ],
+        )?)
+    });
+    match saved {
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(target: "carrel::witness", %error, "alarm not recorded");
+            return;
+        }
+    }
+    tracing::error!(target: "carrel::witness", log, origin, kind, stored_size = stored.size,
+        "ALARM: the log contradicts a checkpoint this witness cosigned");
+    let detail = json!({ "log": log, "origin": origin, "kind": kind,
+                         "cosigned_size": stored.size, "note": note });
+    let recorded = node
+        .store
+        .record(AuditEvent::now("witness.alarm", log, false, detail));
+    if let Err(error) = recorded {
+        tracing::error!(target: "carrel::witness", %error, "alarm not recorded");
+    }
+}
+
+/// Returns the number of alarms this node raised as a witness.
+///
+/// # Errors
+///
+/// A storage error.
+pub fn alarm_count(node: &Node) -> NodeResult<u64> {
+    let count: i64 = node
+        .store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM witness_alarms", [], |r| r.get(0))?))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Returns the tree head this witness stored for a log, to the log's own node.
+///
+/// # Errors
+///
+/// [`NodeError::NotFound`] for an origin this witness never cosigned,
+/// [`NodeError::Forbidden`] for another requester than the log.
+pub fn stored_head(node: &Node, signer: &str, query: &LogQuery) -> NodeResult<Value> {
+    let stored = node
+        .store
+        .read(|c| load_witnessed(c, &query.origin))?
+        .ok_or_else(|| NodeError::NotFound {
+            what: "witnessed log",
+            id: query.origin.clone(),
+        })?;
+    if stored.log != signer {
+        return Err(NodeError::Forbidden(format!(
+            "origin {:?} is the log of {}; only it may read what this witness stored",
+            query.origin, stored.log
+        )));
+    }
+    Ok(
+        json!({ "origin": query.origin, "tree_size": stored.head.size,
+               "root": base64_of(&stored.head.root) }),
+    )
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The witnesses of this node's log, which are also the logs it witnesses: the exchange
+/// and the other party of each agreement; on the exchange, every registered participant.
+fn witnesses(node: &Node) -> NodeResult<BTreeSet<String>> {
+    let me = node.identity.name();
+    if node.is_exchange() {
+        return node.store.read(|c| {
+            let mut statement = c.prepare("SELECT name FROM participants")?;
+            let names = statement.query_map([], |r| r.get::<_, String>(0))?;
+            let mut names: BTreeSet<String> = names.collect::<Result<_, _>>()?;
+            names.remove(me);
+            Ok(names)
+        });
+    }
+    let mut names: BTreeSet<String> = node.store.read(|c| {
+        let mut statement = c.prepare(
+            "SELECT json_extract(body, '$.agreement.assigner'),
+                    json_extract(body, '$.agreement.assignee') FROM agreements",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+            ))
+        })?;
+        let mut names = BTreeSet::new();
+        for row in rows {
+            let (assigner, assignee) = row?;
+            names.extend(assigner.into_iter().chain(assignee));
+        }
+        Ok(names)
+    })?;
+    names.insert(node.exchange_name()?.to_owned());
+    names.remove(me);
+    Ok(names)
+}
+
+/// The cosignatures of this node's checkpoint of `size`, by witness name.
+pub(crate) fn cosignatures(
+    conn: &rusqlite::Connection,
+    size: u64,
+) -> NodeResult<Vec<(String, String)>> {
+    let mut statement = conn.prepare(
+        "SELECT witness, line FROM audit_cosignatures WHERE tree_size = ?1 ORDER BY witness",
+    )?;
+    let rows = statement.query_map([i64::try_from(size).unwrap_or(i64::MAX)], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Returns the checkpoint note of `size` with its witnesses' cosignature lines appended.
+pub(crate) fn cosigned_note(note: &str, lines: &[(String, String)]) -> String {
+    let mut text = note.to_owned();
+    for (_, line) in lines {
+        text.push_str(line.trim_end_matches('\n'));
+        text.push('\n');
+    }
+    text
+}
+
+/// Returns the latest checkpoint that enough witnesses cosigned, as a cosigned note,
+/// with its size and witnesses.
+///
+/// # Errors
+///
+/// A storage error.
+pub fn latest_final(node: &Node) -> NodeResult<Option<(u64, String, Vec<String>)>> {
+    let quorum = node.config.witness_quorum;
+    node.store.read(|c| {
+        let sizes: Vec<i64> = {
+            let mut statement = c.prepare(
+                "SELECT tree_size FROM audit_cosignatures GROUP BY tree_size
+                 HAVING COUNT(*) >= ?1 ORDER BY tree_size DESC LIMIT 1",
+            )?;
+            let rows = statement.query_map([quorum as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(size) = sizes.first().and_then(|s| u64::try_from(*s).ok()) else {
+            return Ok(None);
+        };
+        let note: String = c.query_row(
+            "SELECT note FROM audit_checkpoints WHERE tree_size = ?1",
+            [size as i64],
+            |r| r.get(0),
+        )?;
+        let lines = cosignatures(c, size)?;
+        let names = lines.iter().map(|(w, _)| w.clone()).collect();
+        Ok(Some((size, cosigned_note(&note, &lines), names)))
+    })
+}
+
+/// Submits this node's latest checkpoint to each of its witnesses every
+/// [`SUBMIT_INTERVAL`], until the process stops.
+pub async fn submit_loop(node: std::sync::Arc<Node>) {
+    loop {
+        tokio::time::sleep(SUBMIT_INTERVAL).await;
+        if node.store.stopping() {
+            return;
+        }
+        if let Err(error) = submit_once(&node).await {
+            tracing::debug!(target: "carrel::witness", %error, "checkpoint not submitted");
+        }
+    }
+}
+
+async fn submit_once(node: &Node) -> NodeResult<()> {
+    let Some(latest) = node.store.read(|c| Ok(AuditLog::latest_checkpoint(c)?))? else {
+        return Ok(());
+    };
+    let size = latest.checkpoint.tree_size();
+    for witness in witnesses(node)? {
+        let progress: Option<i64> = node.store.read(|c| {
+            Ok(c.query_row(
+                "SELECT tree_size FROM witness_progress WHERE witness = ?1",
+                [&witness],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })?;
+        let old = progress.and_then(|p| u64::try_from(p).ok());
+        if old == Some(size) {
+            continue;
+        }
+        if let Err(error) = submit_to(node, &witness, old.unwrap_or(0), &latest.note, size).await {
+            tracing::debug!(target: "carrel::witness", %witness, %error,
+                "checkpoint not cosigned");
+        }
+    }
+    Ok(())
+}
+
+/// Submits the checkpoint of `size` to `witness` with a consistency proof from `old`, and
+/// keeps the cosignature. On a 409 it learns the size the witness stored.
+async fn submit_to(node: &Node, witness: &str, old: u64, note: &str, size: u64) -> NodeResult<()> {
+    let old = old.min(size);
+    let proof = if old == 0 {
+        Vec::new()
+    } else {
+        node.store
+            .read(|c| Ok(AuditLog::consistency_proof(c, old, size)?))?
+    };
+    let request = AddCheckpointRequest::new(old, proof, note.to_owned())?;
+    let body = AddCheckpoint {
+        request: request.to_string(),
+    };
+    match node.post(witness, "/witness/add-checkpoint", &body).await {
+        Ok(reply) => {
+            let line = reply["cosignature"].as_str().unwrap_or_default().to_owned();
+            node.store.write(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO audit_cosignatures (tree_size, witness, line)
+                     VALUES (?1, ?2, ?3)",
+                    params![size as i64, witness, line],
+                )?;
+                c.execute(
+                    "INSERT OR REPLACE INTO witness_progress (witness, tree_size) VALUES (?1, ?2)",
+                    params![witness, size as i64],
+                )?;
+                Ok(())
+            })
+        }
+        Err(NodeError::Remote { code, .. }) if code == "conflict" || code == "not_found" => {
+            let path = format!("/witness/logs?origin={}", urlencode(&node.config.origin));
+            let stored = match node.get(witness, &path).await {
+                Ok(stored) => stored["tree_size"].as_i64(),
+                Err(NodeError::Remote { code, .. }) if code == "not_found" => Some(0),
+                Err(error) => return Err(error),
+            };
+            if let Some(stored) = stored {
+                node.store.write(|c| {
+                    c.execute(
+                        "INSERT OR REPLACE INTO witness_progress (witness, tree_size) \
+                         VALUES (?1, ?2)",
+                        params![witness, stored],
+                    )?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Encodes a query value: letters, digits and `-._~` stay, every other byte is
+/// percent-encoded.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
