@@ -422,7 +422,7 @@ enum AuditCommand {
     Receipts {
         #[command(flatten)]
         node: NodeArg,
-        /// Participant whose log holds the entries.
+        /// Participant whose log contains the entries.
         #[arg(long)]
         from: String,
         /// Agreement id.
