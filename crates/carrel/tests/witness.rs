@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use carrel_ledger::{AuditLog, CosignatureVerifier, NoteSigner, NoteVerifier, open_cosigned};
@@ -238,6 +240,45 @@ fn rewritten_log_is_caught_by_its_witnesses() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A regulator watches the provider's log through the consumer's node and sees the
+    // checkpoint both witnesses cosigned.
+    let mut watch = Command::new(common::carrel_exe())
+        .args(["--json", "audit", "watch", "--node"])
+        .arg(&cluster.consumer.dir)
+        .args([
+            "--log",
+            "provider",
+            "--interval-ms",
+            "100",
+            "--rounds",
+            "600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, events) = mpsc::channel::<Value>();
+    let stdout = BufReader::new(watch.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str(&line)
+                && lines.send(event).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let next_event = |what: &str, matches: &dyn Fn(&Value) -> bool| loop {
+        match events.recv_timeout(COSIGN_DEADLINE) {
+            Ok(event) if matches(&event) => return event,
+            Ok(_) => {}
+            Err(_) => panic!("the watch printed no {what}"),
+        }
+    };
+    next_event("checkpoint of the cosigned size", &|e| {
+        e["event"] == "checkpoint" && e["tree_size"].as_u64() == Some(size)
+    });
+
     // The provider's operator drops the last two entries and writes two others in their
     // place: the log has the same size, another root, and verifies on its own.
     cluster.provider.kill();
@@ -266,6 +307,12 @@ fn rewritten_log_is_caught_by_its_witnesses() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // The watch raises the alarm too, from the consistency proof the provider serves.
+    let alarm = next_event("alarm", &|e| e["event"] == "alarm");
+    assert_eq!(alarm["kind"], "fork", "{alarm}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
     // The forged checkpoints stay without a cosignature.
     let checkpoint = get(&cluster, &cluster.provider, "/audit/checkpoint");
     assert!(checkpoint["tree_size"].as_u64() > Some(size));
