@@ -12,6 +12,7 @@
 
 use carrel_node::{NodeDir, PinnedExchange};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use carrel_model::{
@@ -248,6 +249,59 @@ async fn story(base: &Path, dirs: &Dirs, report: &mut Report<'_>) -> anyhow::Res
     )?;
     let over = ask(&consumer, &agreement, QUESTIONS[0].sql, 1.0).await;
     report.guard("query beyond the remaining budget", over, false)?;
+
+    report.section("The research institute keeps receipts of the office's log");
+    receipts(base, dirs, &agreement, report).await
+}
+
+/// How long the demo waits for the office's witnesses to cosign its last entries.
+const RECEIPT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Fetches a receipt of every entry the office logged about the agreement, once its
+/// witnesses have cosigned a checkpoint that contains them all, and checks each one with
+/// nothing but the receipt and the policy built from the keys the institute trusts.
+async fn receipts(
+    base: &Path,
+    dirs: &Dirs,
+    agreement: &str,
+    report: &mut Report<'_>,
+) -> anyhow::Result<()> {
+    let folder = base.join("receipts");
+    let deadline = Instant::now() + RECEIPT_DEADLINE;
+    let fetched = loop {
+        let fetched =
+            crate::receipts::write_receipts(&dirs.consumer, PROVIDER, agreement, &folder).await;
+        match fetched {
+            Ok(fetched) if fetched.pending.is_empty() && !fetched.written.is_empty() => {
+                break fetched;
+            }
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(fetched) => bail!(
+                "{} entries of {PROVIDER} about the agreement were not cosigned within {} s",
+                fetched.pending.len(),
+                RECEIPT_DEADLINE.as_secs()
+            ),
+            Err(error) => return Err(error),
+        }
+    };
+    let mut checked = Vec::with_capacity(fetched.written.len());
+    for written in &fetched.written {
+        let verified = crate::receipts::check_receipt(&written.file, &fetched.policy_file)?;
+        report.line(&format!(
+            "entry {} ({}) in {}'s tree of size {}: verified offline, cosigned by {}",
+            verified.index,
+            written.kind,
+            PROVIDER,
+            verified.tree_size,
+            verified.cosigned_by.join(" and ")
+        ));
+        checked.push(json!({ "index": verified.index, "kind": written.kind,
+                             "tree_size": verified.tree_size,
+                             "cosigned_by": verified.cosigned_by }));
+    }
+    report.record("receipts", json!({ "log": PROVIDER, "receipts": checked }));
     Ok(())
 }
 

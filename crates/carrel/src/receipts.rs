@@ -14,16 +14,21 @@ use crate::output::Output;
 use crate::trust::{AuditReader, build_policy, note_origin};
 
 /// An entry listed by `GET /audit/entries`.
-struct ListedEntry {
-    index: u64,
-    kind: String,
+pub struct ListedEntry {
+    /// Index of the entry in the log.
+    pub index: u64,
+    /// Kind of the entry, such as `query.released`.
+    pub kind: String,
 }
 
 /// A receipt written to a file.
-struct Written {
-    file: PathBuf,
-    index: u64,
-    kind: String,
+pub struct Written {
+    /// The receipt's file.
+    pub file: PathBuf,
+    /// Index of the entry in the log.
+    pub index: u64,
+    /// Kind of the entry.
+    pub kind: String,
 }
 
 /// Runs `carrel audit receipts`: writes `{peer}-{index}.tlog-proof` for each of `peer`'s
@@ -36,6 +41,39 @@ pub async fn receipts(
     folder: &Path,
     out: &Output,
 ) -> anyhow::Result<()> {
+    let fetched = write_receipts(node, peer, agreement, folder).await?;
+    print_receipts(
+        out,
+        peer,
+        &fetched.policy_file,
+        fetched.tree_size,
+        &fetched.written,
+        &fetched.pending,
+    );
+    Ok(())
+}
+
+/// The receipts that [`write_receipts`] wrote.
+pub struct Fetched {
+    /// The policy file written beside the receipts.
+    pub policy_file: PathBuf,
+    /// Size of the final checkpoint the receipts lead to.
+    pub tree_size: u64,
+    /// One receipt per entry that the final checkpoint contains.
+    pub written: Vec<Written>,
+    /// Entries newer than the final checkpoint, without a receipt yet.
+    pub pending: Vec<ListedEntry>,
+}
+
+/// Writes `{peer}-{index}.tlog-proof` for each of `peer`'s entries about `agreement` that
+/// its last final checkpoint contains, and `{peer}.policy`, into `folder`, after checking
+/// each receipt under that policy.
+pub async fn write_receipts(
+    node: &Path,
+    peer: &str,
+    agreement: &str,
+    folder: &Path,
+) -> anyhow::Result<Fetched> {
     let reader = AuditReader::open(node)?;
     let listed = reader
         .fetch(
@@ -84,8 +122,12 @@ pub async fn receipts(
             kind: entry.kind,
         });
     }
-    print_receipts(out, peer, &policy_file, size, &written, &pending);
-    Ok(())
+    Ok(Fetched {
+        policy_file,
+        tree_size: size,
+        written,
+        pending,
+    })
 }
 
 /// Reads the `entries` list of `GET /audit/entries`.
@@ -199,12 +241,17 @@ fn print_receipts(
 }
 
 /// The facts that a verified receipt proves.
-struct Verified {
-    origin: String,
-    index: u64,
-    tree_size: u64,
-    cosigned_by: Vec<String>,
-    entry: Vec<u8>,
+pub struct Verified {
+    /// The log's origin.
+    pub origin: String,
+    /// Index of the entry.
+    pub index: u64,
+    /// Size of the cosigned checkpoint.
+    pub tree_size: u64,
+    /// Witnesses whose cosignatures verified.
+    pub cosigned_by: Vec<String>,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
 }
 
 /// Runs `carrel audit verify-receipt`: checks the receipt in `file` under the policy in
@@ -238,7 +285,14 @@ pub fn verify_receipt(file: &Path, policy_file: &Path, out: &Output) -> anyhow::
     Ok(())
 }
 
-fn check_receipt(file: &Path, policy_file: &Path) -> anyhow::Result<Verified> {
+/// Checks the receipt in `file` under the policy in `policy_file`, with nothing but the
+/// two files.
+///
+/// # Errors
+///
+/// A file that cannot be read or parsed, a checkpoint that fails the policy, or an entry
+/// that is not in the checkpoint's tree.
+pub fn check_receipt(file: &Path, policy_file: &Path) -> anyhow::Result<Verified> {
     let policy_text = std::fs::read_to_string(policy_file)
         .with_context(|| format!("cannot read the policy file {}", policy_file.display()))?;
     let policy: Policy = policy_text
