@@ -7,9 +7,9 @@
 //! | `POST /witness/add-checkpoint` from a log's node, `{ "request": text }` with the C2SP body: `old <size>`, the consistency proof lines, a blank line, the signed checkpoint | `{ "cosignature": line }`, or the status of C2SP's table: 404, 403, 400, 409, 422 |
 //! | `GET /witness/logs?origin=O` from the log's own node | the size and root this witness last cosigned for origin O |
 //!
-//! As a witness, a node trusts a log's checkpoint only when it is signed by the key the
-//! exchange registered for the participant that submits it, under the one origin that
-//! this participant used first, and only from a party it works with. It cosigns a larger checkpoint only with a consistency proof
+//! As a witness, a node accepts checkpoints only from the parties it works with. It trusts
+//! a log's checkpoint only when the key the exchange registered for the submitting
+//! participant signed it, under the one origin that this participant used first. It cosigns a larger checkpoint only with a consistency proof
 //! from the last one it cosigned, and saves the new tree head before it responds, in a
 //! compare-and-swap, so that a crash cannot roll it back. A rollback (a smaller
 //! checkpoint) or a fork (the same size with another root, or a proof that fails from the
@@ -94,7 +94,7 @@ pub struct LogQuery {
     pub origin: String,
 }
 
-/// What a witness stored for one log.
+/// The state a witness stored for one log.
 struct Witnessed {
     log: String,
     head: TreeHead,
@@ -377,8 +377,9 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The witnesses of this node's log, which are also the logs it witnesses: the exchange
-/// and the other party of each agreement; on the exchange, every registered participant.
+/// Returns the witnesses of this node's log, which are also the logs it witnesses. For a
+/// participant these are the exchange and the other party of each agreement, and for the
+/// exchange every registered participant.
 fn witnesses(node: &Node) -> NodeResult<BTreeSet<String>> {
     let me = node.identity.name();
     if node.is_exchange() {
@@ -413,7 +414,7 @@ fn witnesses(node: &Node) -> NodeResult<BTreeSet<String>> {
     Ok(names)
 }
 
-/// The cosignatures of this node's checkpoint of `size`, by witness name.
+/// Returns the cosignatures of this node's checkpoint of `size`, by witness name.
 pub(crate) fn cosignatures(
     conn: &rusqlite::Connection,
     size: u64,

@@ -240,7 +240,7 @@ fn rewritten_log_is_caught_by_its_witnesses() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // A regulator watches the provider's log through the consumer's node and sees the
+    // A regulator watches the provider's log through the consumer's node, and reads the
     // checkpoint both witnesses cosigned.
     let mut watch = Command::new(common::carrel_exe())
         .args(["--json", "audit", "watch", "--node"])
@@ -321,4 +321,54 @@ fn rewritten_log_is_caught_by_its_witnesses() {
         serde_json::json!([]),
         "{checkpoint}"
     );
+}
+
+#[test]
+fn rolled_back_log_raises_an_alarm() {
+    let mut cluster = Cluster::start();
+    let agreement = cluster.agreement(
+        &regions_csv(),
+        &regions_description(),
+        &regions_policy(10.0, 3600),
+        "research",
+    );
+    let sql = "SELECT region, COUNT(*) FROM regions GROUP BY region";
+    assert!(cluster.query(&agreement, sql, Some(0.2)).0);
+    let size = get(&cluster, &cluster.provider, "/audit/checkpoint")["tree_size"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + COSIGN_DEADLINE;
+    while get(&cluster, &cluster.provider, "/audit/checkpoint")["cosigned_by"]
+        .as_array()
+        .map(Vec::len)
+        != Some(2)
+    {
+        assert!(Instant::now() < deadline, "the witnesses did not cosign");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The provider's operator drops the last two entries and nothing else.
+    cluster.provider.kill();
+    rewrite_log(&cluster.provider, size - 2, 0);
+    cluster.provider.start_again();
+
+    // Its next submission is smaller than what its witnesses cosigned.
+    for witness in [&cluster.exchange, &cluster.consumer] {
+        loop {
+            if let Some(alarm) = alarms(witness, "provider").first() {
+                assert_eq!(alarm["detail"]["kind"], "rollback", "{alarm}");
+                assert_eq!(alarm["detail"]["cosigned_size"].as_u64(), Some(size));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline + COSIGN_DEADLINE,
+                "{}",
+                witness.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The consumer's operator sees the alarm in its node's status.
+    let status = get(&cluster, &cluster.consumer, "/admin/status");
+    assert_eq!(status["witness_alarms"].as_u64(), Some(1), "{status}");
 }
