@@ -85,6 +85,12 @@ pub async fn key_of(node: &Node, name: &str) -> NodeResult<Value> {
     Ok(json!({ "name": name, "public_key": key }))
 }
 
+/// Index of the log's entries by the agreement they are about, for `GET /audit/entries`.
+pub(crate) const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS audit_entries_by_agreement
+    ON audit_entries (json_extract(CAST(entry AS TEXT), '$.agreement'));
+";
+
 /// Query of `GET /audit/entries`.
 #[derive(Debug, Deserialize)]
 pub struct EntriesQuery {
@@ -93,9 +99,7 @@ pub struct EntriesQuery {
 }
 
 /// Returns the index, kind and time of every entry about an agreement, to a party of it, so
-/// that it can fetch a receipt for each.
-///
-/// NOTE: the entries are found by a scan of the whole log.
+/// that it can fetch a receipt for each. The entries are found through [`INDEXES`].
 ///
 /// # Errors
 ///

@@ -127,6 +127,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::witnessing::SCHEMA)?;
         AuditLog::create_schema(&conn)?;
+        conn.execute_batch(crate::audit::INDEXES)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if AuditLog::latest_checkpoint(&tx)?.is_none() {
             AuditLog::sign_checkpoint(&tx, &origin, signer.note_signer())?;
