@@ -18,8 +18,9 @@
 //! Witness quorums are what stop a log from showing different checkpoints to different
 //! clients: a split view needs a quorum of witnesses to cosign two inconsistent trees.
 //! Parsing enforces the rules that make a quorum meaningful. A group may name only earlier
-//! definitions, so groups cannot be circular. A group lists each member at most once, and
-//! no two witnesses (or logs) share a public key, so one key cannot count twice.
+//! definitions, so groups cannot be circular. A witness or group is a member of at most
+//! one group in the whole file, and no two witnesses (or logs) share a public key, so one
+//! key cannot count twice.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -286,6 +287,8 @@ struct Builder {
     witnesses: Vec<PolicyWitness>,
     groups: Vec<WitnessGroup>,
     names: HashMap<String, Member>,
+    /// Names already listed as a member of some group, each allowed in one group only.
+    grouped: std::collections::HashSet<String>,
     quorum: Option<(String, Option<Member>)>,
 }
 
@@ -406,8 +409,17 @@ impl Builder {
             if resolved.contains(&found) {
                 return Err(format!("group {name:?} lists {member:?} more than once"));
             }
+            if self.grouped.contains(*member) {
+                return Err(format!(
+                    "group {name:?} lists {member:?}, which an earlier group lists already; \
+                     a witness or group may be a member of one group only, so that it counts \
+                     once"
+                ));
+            }
             resolved.push(found);
         }
+        self.grouped
+            .extend(members.iter().map(|member| member.to_string()));
         self.names
             .insert(name.to_string(), Member::Group(self.groups.len()));
         self.groups.push(WitnessGroup {
@@ -681,6 +693,14 @@ mod tests {
         let message = invalid_policy(&text);
         assert!(message.contains("line 1"), "{message}");
         assert!(message.contains("earlier line"), "{message}");
+    }
+
+    #[test]
+    fn member_of_two_groups_is_rejected() {
+        // Otherwise w2 alone would meet "2 of w2 and g1" through g1 as well.
+        let text = policy_text("group g1 any w2\ngroup q 2 w2 g1\nquorum q\n");
+        let message = invalid_policy(&text);
+        assert!(message.contains("member of one group only"), "{message}");
     }
 
     #[test]

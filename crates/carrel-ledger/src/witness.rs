@@ -188,6 +188,14 @@ pub enum AddCheckpointRejection {
         source: Box<LedgerError>,
     },
 
+    /// The checkpoint's size is above 2^63 - 1, which no log reaches and which a witness
+    /// storing sizes as signed 64-bit integers could not keep exactly (400).
+    #[error("tree size {size} is above 2^63 - 1; no log is that large")]
+    SizeTooLarge {
+        /// The tree size of the checkpoint.
+        size: u64,
+    },
+
     /// The old size is above the checkpoint's size (400).
     #[error(
         "old size {old_size} is larger than the checkpoint's size {new_size}; send the size \
@@ -267,7 +275,7 @@ impl AddCheckpointRejection {
         match self {
             Self::UnknownOrigin { .. } => 404,
             Self::Unauthenticated { .. } => 403,
-            Self::OldSizeExceedsNew { .. } => 400,
+            Self::OldSizeExceedsNew { .. } | Self::SizeTooLarge { .. } => 400,
             Self::SizeConflict { .. } => 409,
             Self::ProofFromEmptyTree { .. }
             | Self::InvalidEmptyRoot { .. }
@@ -319,6 +327,9 @@ pub fn check_add_checkpoint(
     })?;
 
     let (old_size, new_size) = (request.old_size, checkpoint.tree_size());
+    if new_size > i64::MAX as u64 {
+        return Err(AddCheckpointRejection::SizeTooLarge { size: new_size });
+    }
     if old_size > new_size {
         return Err(AddCheckpointRejection::OldSizeExceedsNew { old_size, new_size });
     }
@@ -539,6 +550,21 @@ mod tests {
             verifier.verify_line(&body, &accepted.cosignature).unwrap(),
             1_700_000_000
         );
+    }
+
+    #[test]
+    fn size_above_signed_range_is_400() {
+        let fixture = Fixture::new();
+        let huge = Checkpoint::new(ORIGIN, u64::MAX, [7; 32])
+            .unwrap()
+            .sign(&fixture.log);
+        let request = AddCheckpointRequest::parse(&format!("old 0\n\n{huge}")).unwrap();
+        let rejection = fixture.check(&request, None).unwrap_err();
+        assert!(matches!(
+            rejection,
+            AddCheckpointRejection::SizeTooLarge { .. }
+        ));
+        assert_eq!(rejection.status(), 400);
     }
 
     #[test]

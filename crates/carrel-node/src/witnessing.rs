@@ -1,36 +1,42 @@
 //! Witnessing: every node cosigns the checkpoints of the logs of the parties it works
-//! with, and has its own checkpoints cosigned by them, following C2SP tlog-witness and
-//! tlog-cosignature (timestamped Ed25519).
+//! with, and has its own checkpoints cosigned by them, with C2SP tlog-cosignature lines
+//! (timestamped Ed25519) and the checks of C2SP tlog-witness. The request carries the C2SP
+//! body inside Carrel's signed JSON requests rather than as a plain-text POST, so a
+//! witness built for the C2SP wire protocol needs an adapter. The notes, cosignatures,
+//! policies and receipts are the standard formats.
 //!
 //! | request | response |
 //! | --- | --- |
 //! | `POST /witness/add-checkpoint` from a log's node, `{ "request": text }` with the C2SP body: `old <size>`, the consistency proof lines, a blank line, the signed checkpoint | `{ "cosignature": line }`, or the status of C2SP's table: 404, 403, 400, 409, 422 |
 //! | `GET /witness/logs?origin=O` from the log's own node | the size and root this witness last cosigned for origin O |
 //!
-//! As a witness, a node accepts checkpoints only from the parties it works with. It trusts
-//! a log's checkpoint only when the key the exchange registered for the submitting
-//! participant signed it, under the one origin that this participant used first. It cosigns a larger checkpoint only with a consistency proof
-//! from the last one it cosigned, and saves the new tree head before it responds, in a
-//! compare-and-swap, so that a crash cannot roll it back. A rollback (a smaller
-//! checkpoint) or a fork (the same size with another root, or a proof that fails from the
-//! stored head) raises an alarm: an error in the node's log, a count in `GET
-//! /admin/status`, a row in `witness_alarms` with the offending note as evidence, and a
-//! `witness.alarm` entry in the witness's own audit log.
+//! As a witness, a node accepts checkpoints only from the parties it works with. It
+//! trusts a log's checkpoint only when the key the exchange registered for the submitting
+//! participant signed it, under an origin that ends with the participant's name. It
+//! cosigns a larger checkpoint only with a consistency proof from the last one it
+//! cosigned, and saves the new tree head in a compare-and-swap before it responds, so that
+//! a crash cannot roll it back. A rollback (a smaller checkpoint that the log cannot prove
+//! consistent with the stored one) or a fork (the same size with another root, or a larger
+//! tree that no proof from the log links to the stored head) raises an alarm, at most 16
+//! per log: an error in the node's log, a count in `GET /admin/status`, a row in
+//! `witness_alarms` with the offending note as evidence, and a `witness.alarm` entry in
+//! the witness's own audit log.
 //!
 //! As a log, a node submits its latest checkpoint to each of its witnesses every
 //! [`SUBMIT_INTERVAL`]: the exchange and the other party of each of its agreements, and,
-//! on the exchange, every registered participant. It keeps each
-//! witness's cosignature line by tree size. A checkpoint is final when
-//! `witness_quorum` witnesses (in `node.json`, one by default) have cosigned it.
+//! on the exchange, every registered participant. It keeps each witness's cosignature
+//! line by tree size, once the line verifies with the witness's key. A checkpoint is final
+//! when `witness_quorum` witnesses (in `node.json`, one by default) have cosigned it.
 //!
 //! Routine cosignatures are not audit entries, because each entry would produce a new
 //! checkpoint for the peers to cosign in turn.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use carrel_ledger::witness::{AddCheckpointRequest, KnownLog, TreeHead, check_add_checkpoint};
-use carrel_ledger::{AuditLog, Checkpoint, Hash, NoteVerifier, merkle, note};
+use carrel_ledger::{AuditLog, Checkpoint, CosignatureVerifier, Hash, NoteVerifier, merkle, note};
 use carrel_model::AuditEvent;
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{OptionalExtension, params};
@@ -51,6 +57,7 @@ CREATE TABLE IF NOT EXISTS witnessed_logs (
     note TEXT NOT NULL,
     updated TEXT NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS witnessed_logs_by_log ON witnessed_logs (log);
 CREATE TABLE IF NOT EXISTS witness_alarms (
     id INTEGER PRIMARY KEY,
     origin TEXT NOT NULL,
@@ -71,6 +78,13 @@ CREATE TABLE IF NOT EXISTS witness_progress (
     tree_size INTEGER NOT NULL
 );
 ";
+
+/// Alarms a witness records per log, so that a log that keeps misbehaving cannot fill the
+/// table or the witness's own audit log.
+const MAX_ALARMS_PER_LOG: i64 = 16;
+
+/// How long a node waits for one witness's cosignature.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a node submits its latest checkpoint to its witnesses.
 pub const SUBMIT_INTERVAL: Duration = Duration::from_millis(200);
@@ -161,22 +175,15 @@ pub async fn add_checkpoint(node: &Node, signer: &str, body: AddCheckpoint) -> N
             "{signer} has its log under origin {other:?} at this witness, not {origin:?}"
         )));
     }
-    // The exchange is not in its own registry: its key is the one pinned at `init`.
-    let key_text = if node
-        .config
-        .exchange
-        .as_ref()
-        .is_some_and(|e| e.name == signer)
-    {
-        node.exchange_key()?
-    } else {
-        node.participant(signer).await?.public_key
-    };
-    let key = carrel_net::PublicKey::parse(&key_text)
-        .map_err(|e| NodeError::Internal(format!("registered key of {signer}: {e}")))?;
-    let key = VerifyingKey::from_bytes(&key.to_bytes())
-        .map_err(|e| NodeError::Internal(format!("registered key of {signer}: {e}")))?;
-    let verifier = NoteVerifier::ed25519(&origin, key)?;
+    // A log's origin ends with its participant's name, so that no participant can take
+    // another's origin at a witness before it.
+    if origin.rsplit('/').next() != Some(signer) {
+        return Err(NodeError::Forbidden(format!(
+            "origin {origin:?} does not end with /{signer}; a participant's log origin ends \
+             with its own name"
+        )));
+    }
+    let verifier = NoteVerifier::ed25519(&origin, trusted_key(node, signer).await?)?;
 
     let stored = node.store.read(|c| load_witnessed(c, &origin))?;
     if let Some(stored) = &stored
@@ -203,9 +210,11 @@ pub async fn add_checkpoint(node: &Node, signer: &str, body: AddCheckpoint) -> N
             )
         }
         Err(rejection) => {
-            if let Some(stored) = latest
-                && let Some(kind) = misbehavior(&request, &verifier, &stored)
-            {
+            let kind = match latest {
+                Some(stored) => misbehavior(node, signer, &request, &verifier, &stored).await,
+                None => None,
+            };
+            if let (Some(stored), Some(kind)) = (latest, kind) {
                 raise_alarm(node, signer, &origin, kind, &stored, request.note());
             }
             let message = rejection.to_string();
@@ -225,6 +234,25 @@ pub async fn add_checkpoint(node: &Node, signer: &str, body: AddCheckpoint) -> N
             })
         }
     }
+}
+
+/// Returns the key this node trusts for participant `name`: the exchange's key pinned at
+/// `init` (the exchange is not in its own registry), or the registry's.
+async fn trusted_key(node: &Node, name: &str) -> NodeResult<VerifyingKey> {
+    let pinned = node
+        .config
+        .exchange
+        .as_ref()
+        .is_some_and(|e| e.name == name);
+    let text = if pinned {
+        node.exchange_key()?
+    } else {
+        node.participant(name).await?.public_key
+    };
+    let key = carrel_net::PublicKey::parse(&text)
+        .map_err(|e| NodeError::Internal(format!("registered key of {name}: {e}")))?;
+    VerifyingKey::from_bytes(&key.to_bytes())
+        .map_err(|e| NodeError::Internal(format!("registered key of {name}: {e}")))
 }
 
 /// Saves the tree head just cosigned, if the stored one is still `expected`.
@@ -269,30 +297,66 @@ fn save_head(
 }
 
 /// Returns whether a rejected checkpoint, signed by the log, contradicts the stored head.
-fn misbehavior(
+/// A fork is the same size with another root, or a larger tree that the stored one is not
+/// a prefix of. A rollback is a smaller tree that the log can no longer extend to the
+/// stored one. A smaller or larger checkpoint is checked with a consistency proof that the log
+/// itself serves, so a late request of an honest log raises nothing.
+async fn misbehavior(
+    node: &Node,
+    log: &str,
     request: &AddCheckpointRequest,
     verifier: &NoteVerifier,
     stored: &TreeHead,
 ) -> Option<&'static str> {
     let text = note::verify_note(request.note(), std::slice::from_ref(verifier)).ok()?;
     let checkpoint = Checkpoint::parse_body(text).ok()?;
-    let size = checkpoint.tree_size();
-    if size < stored.size {
-        return Some("rollback");
+    let (size, root) = (checkpoint.tree_size(), *checkpoint.root_hash());
+    if size == stored.size {
+        return (root != stored.root).then_some("fork");
     }
-    if size == stored.size && checkpoint.root_hash() != &stored.root {
-        return Some("fork");
-    }
-    // A larger checkpoint forks only if the proof from the stored head itself fails.
-    let from_stored = request.old_size() == stored.size;
-    let proven = merkle::verify_consistency(
-        stored.size,
-        size,
-        &stored.root,
-        checkpoint.root_hash(),
-        request.proof(),
-    );
-    (size > stored.size && from_stored && proven.is_err()).then_some("fork")
+    let kind = if size < stored.size {
+        "rollback"
+    } else {
+        "fork"
+    };
+    let ((old, old_root), (new, new_root)) = if size < stored.size {
+        ((size, root), (stored.size, stored.root))
+    } else {
+        ((stored.size, stored.root), (size, root))
+    };
+    let proof = if size > stored.size && request.old_size() == stored.size {
+        request.proof().to_vec()
+    } else {
+        let path = format!("/audit/consistency?old={old}&new={new}");
+        match node.get(log, &path).await {
+            Ok(reply) => decode_proof(&reply)?,
+            // The log cannot prove a size it no longer holds.
+            Err(NodeError::Remote { code, .. }) if code == "bad_request" => return Some(kind),
+            Err(error) => {
+                tracing::warn!(target: "carrel::witness", log, %error,
+                    "consistency proof not fetched; no alarm raised");
+                return None;
+            }
+        }
+    };
+    merkle::verify_consistency(old, new, &old_root, &new_root, &proof)
+        .is_err()
+        .then_some(kind)
+}
+
+/// Reads the base64 hashes of a `GET /audit/consistency` response.
+fn decode_proof(reply: &Value) -> Option<Vec<Hash>> {
+    use base64::Engine;
+    reply["proof"]
+        .as_array()?
+        .iter()
+        .map(|hash| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(hash.as_str()?)
+                .ok()?;
+            Hash::try_from(bytes.as_slice()).ok()
+        })
+        .collect()
 }
 
 /// Records a log's misbehaviour once per offending note: an error line, a row with the
@@ -303,14 +367,16 @@ fn raise_alarm(node: &Node, log: &str, origin: &str, kind: &str, stored: &TreeHe
         Ok(c.execute(
             "INSERT INTO witness_alarms (origin, log, kind, stored_size, note, time)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS
-                 (SELECT 1 FROM witness_alarms WHERE origin = ?1 AND note = ?5)",
+                 (SELECT 1 FROM witness_alarms WHERE origin = ?1 AND note = ?5)
+             AND (SELECT COUNT(*) FROM witness_alarms WHERE origin = ?1) < ?7",
             params![
                 origin,
                 log,
                 kind,
                 i64::try_from(stored.size).unwrap_or(i64::MAX),
                 note,
-                now
+                now,
+                MAX_ALARMS_PER_LOG
             ],
         )?)
     });
@@ -471,7 +537,7 @@ pub fn latest_final(node: &Node) -> NodeResult<Option<(u64, String, Vec<String>)
 
 /// Submits this node's latest checkpoint to each of its witnesses every
 /// [`SUBMIT_INTERVAL`], until the process stops.
-pub async fn submit_loop(node: std::sync::Arc<Node>) {
+pub async fn submit_loop(node: Arc<Node>) {
     loop {
         tokio::time::sleep(SUBMIT_INTERVAL).await;
         if node.store.stopping() {
@@ -483,11 +549,14 @@ pub async fn submit_loop(node: std::sync::Arc<Node>) {
     }
 }
 
-async fn submit_once(node: &Node) -> NodeResult<()> {
+/// Submits the latest checkpoint to every witness that has not cosigned it, all at once,
+/// so that a witness that does not respond delays no other.
+async fn submit_once(node: &Arc<Node>) -> NodeResult<()> {
     let Some(latest) = node.store.read(|c| Ok(AuditLog::latest_checkpoint(c)?))? else {
         return Ok(());
     };
     let size = latest.checkpoint.tree_size();
+    let mut submissions = tokio::task::JoinSet::new();
     for witness in witnesses(node)? {
         let progress: Option<i64> = node.store.read(|c| {
             Ok(c.query_row(
@@ -501,17 +570,36 @@ async fn submit_once(node: &Node) -> NodeResult<()> {
         if old == Some(size) {
             continue;
         }
-        if let Err(error) = submit_to(node, &witness, old.unwrap_or(0), &latest.note, size).await {
+        let (node, latest) = (node.clone(), latest.clone());
+        submissions.spawn(async move {
+            let submitted = tokio::time::timeout(
+                SUBMIT_TIMEOUT,
+                submit_to(&node, &witness, old.unwrap_or(0), &latest),
+            )
+            .await;
+            let error = match submitted {
+                Ok(Ok(())) => return,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("no response within {} s", SUBMIT_TIMEOUT.as_secs()),
+            };
             tracing::debug!(target: "carrel::witness", %witness, %error,
                 "checkpoint not cosigned");
-        }
+        });
     }
+    while submissions.join_next().await.is_some() {}
     Ok(())
 }
 
-/// Submits the checkpoint of `size` to `witness` with a consistency proof from `old`, and
-/// keeps the cosignature. On a 409 it learns the size the witness stored.
-async fn submit_to(node: &Node, witness: &str, old: u64, note: &str, size: u64) -> NodeResult<()> {
+/// Submits `latest` to `witness` with a consistency proof from `old`, and keeps the
+/// cosignature once it verifies with the witness's key. On a 409 it learns the size the
+/// witness stored.
+async fn submit_to(
+    node: &Node,
+    witness: &str,
+    old: u64,
+    latest: &carrel_ledger::SignedCheckpoint,
+) -> NodeResult<()> {
+    let size = latest.checkpoint.tree_size();
     let old = old.min(size);
     let proof = if old == 0 {
         Vec::new()
@@ -519,13 +607,14 @@ async fn submit_to(node: &Node, witness: &str, old: u64, note: &str, size: u64) 
         node.store
             .read(|c| Ok(AuditLog::consistency_proof(c, old, size)?))?
     };
-    let request = AddCheckpointRequest::new(old, proof, note.to_owned())?;
+    let request = AddCheckpointRequest::new(old, proof, latest.note.clone())?;
     let body = AddCheckpoint {
         request: request.to_string(),
     };
     match node.post(witness, "/witness/add-checkpoint", &body).await {
         Ok(reply) => {
-            let line = reply["cosignature"].as_str().unwrap_or_default().to_owned();
+            let line = reply["cosignature"].as_str().unwrap_or_default();
+            let line = check_cosignature(node, witness, &latest.checkpoint, line).await?;
             node.store.write(|c| {
                 c.execute(
                     "INSERT OR REPLACE INTO audit_cosignatures (tree_size, witness, line)
@@ -560,6 +649,39 @@ async fn submit_to(node: &Node, witness: &str, old: u64, note: &str, size: u64) 
         }
         Err(error) => Err(error),
     }
+}
+
+/// Checks a witness's cosignature line on `checkpoint`: one line, under a key name that
+/// ends with `/{witness}/witness`, verified with the key this node trusts for the
+/// witness. Returns the line with its newline.
+async fn check_cosignature(
+    node: &Node,
+    witness: &str,
+    checkpoint: &Checkpoint,
+    line: &str,
+) -> NodeResult<String> {
+    let invalid = |reason: &str| NodeError::Peer {
+        peer: witness.to_owned(),
+        message: format!("invalid cosignature: {reason}"),
+    };
+    let line = line.trim_end_matches('\n');
+    if line.contains('\n') {
+        return Err(invalid("more than one line"));
+    }
+    let name = line
+        .strip_prefix("\u{2014} ")
+        .and_then(|rest| rest.split(' ').next())
+        .ok_or_else(|| invalid("not a signature line"))?;
+    if !name.ends_with(&format!("/{witness}/witness")) {
+        return Err(invalid(&format!(
+            "key name {name:?} is not that of {witness}"
+        )));
+    }
+    let verifier = CosignatureVerifier::ed25519(name, trusted_key(node, witness).await?)?;
+    verifier
+        .verify_line(&checkpoint.body(), line)
+        .map_err(|e| invalid(&e.to_string()))?;
+    Ok(format!("{line}\n"))
 }
 
 /// Encodes a query value: letters, digits and `-._~` stay, every other byte is

@@ -406,13 +406,13 @@ enum AuditCommand {
         /// Participant whose log the policy trusts.
         #[arg(long)]
         log: String,
-        /// Participant trusted as a witness; repeat it (default: the witnesses that
-        /// cosigned the log's last final checkpoint).
+        /// Participant trusted as a witness; repeat it (default: this node and the
+        /// exchange, which witness the logs of the parties they work with).
         #[arg(long = "witness")]
         witnesses: Vec<String>,
-        /// How many of the witnesses must cosign a checkpoint.
-        #[arg(long, default_value_t = 1)]
-        quorum: usize,
+        /// How many of the witnesses must cosign a checkpoint (default: all of them).
+        #[arg(long)]
+        quorum: Option<usize>,
         /// File to write the policy to; standard output when absent.
         #[arg(long)]
         out: Option<PathBuf>,

@@ -82,16 +82,27 @@ pub async fn write_receipts(
         )
         .await?;
     let entries = listed_entries(&listed)?;
-    let built = build_policy(&reader, peer, &[], 1).await?;
-    let last_final = &built.log.checkpoint["last_final"];
-    let (size, note) = match (
-        last_final["tree_size"].as_u64(),
-        last_final["note"].as_str(),
-    ) {
-        (Some(size), Some(note)) => (size, note.to_owned()),
-        _ => bail!(
-            "{peer} has no final checkpoint yet; run this command again once witnesses cosign one"
-        ),
+    let built = build_policy(&reader, peer, &[], None).await?;
+    // The newest checkpoint that the witnesses this node relies on have all cosigned: the
+    // latest one, or else the latest the log calls final.
+    let checkpoint = &built.log.checkpoint;
+    let candidates = [checkpoint, &checkpoint["last_final"]];
+    let chosen = candidates.iter().find_map(|candidate| {
+        let size = candidate["tree_size"].as_u64()?;
+        let note = candidate["note"].as_str()?;
+        built
+            .policy
+            .verify_checkpoint(note)
+            .ok()
+            .filter(|cosigned| cosigned.checkpoint.tree_size() == size)
+            .map(|_| (size, note.to_owned()))
+    });
+    let Some((size, note)) = chosen else {
+        bail!(
+            "no checkpoint of {peer} is cosigned by all of {} yet; run this command again once \
+             they cosign one",
+            built.witnesses.join(" and ")
+        );
     };
 
     std::fs::create_dir_all(folder)

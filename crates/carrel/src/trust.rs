@@ -25,6 +25,8 @@ pub struct AuditReader {
     name: String,
     /// This node's log origin, from its `node.json`.
     origin: String,
+    /// The pinned exchange's name; none on the exchange.
+    exchange: Option<String>,
 }
 
 /// Another node's log: the key the node trusts for it, and its latest checkpoint, whose
@@ -44,9 +46,21 @@ impl AuditReader {
         let config = NodeDir::new(dir).load_config()?;
         Ok(Self {
             client: AdminClient::open(dir)?,
+            exchange: config.exchange.as_ref().map(|e| e.name.clone()),
             name: config.name,
             origin: config.origin,
         })
+    }
+
+    /// Returns the witnesses this node relies on for another node's log: itself, which
+    /// cosigns the logs of the parties it works with, and the exchange, which cosigns every
+    /// participant's log. The log under audit does not choose them.
+    pub fn default_witnesses(&self, log_name: &str) -> Vec<String> {
+        [Some(self.name.clone()), self.exchange.clone()]
+            .into_iter()
+            .flatten()
+            .filter(|name| name != log_name)
+            .collect()
     }
 
     /// Returns this node's participant name.
@@ -144,21 +158,23 @@ pub struct LogPolicy {
 
 /// Builds a tlog-policy for `log_name`'s log from the keys the node trusts.
 ///
-/// The witnesses are `witnesses`, or when it is empty those that cosigned the log's last
-/// final checkpoint. The policy names each witness by its participant name and requires
-/// `quorum` of them.
+/// The witnesses are `witnesses`, or when it is empty this node and the exchange (see
+/// [`AuditReader::default_witnesses`]), never the witnesses the log itself reports. The
+/// policy names each witness by its participant name and requires `quorum` of them, or
+/// all of them without a `quorum`.
 pub async fn build_policy(
     reader: &AuditReader,
     log_name: &str,
     witnesses: &[String],
-    quorum: usize,
+    quorum: Option<usize>,
 ) -> anyhow::Result<LogPolicy> {
     let log = reader.log(log_name).await?;
     let names: Vec<String> = if witnesses.is_empty() {
-        final_cosigners(&log.checkpoint)
+        reader.default_witnesses(log_name)
     } else {
         witnesses.to_vec()
     };
+    let quorum = quorum.unwrap_or(names.len());
     check_witness_names(log_name, &names, quorum)?;
     let mut text = format!("log {}\n", log.verifier);
     for name in &names {
@@ -180,26 +196,10 @@ pub async fn build_policy(
     })
 }
 
-/// Returns the participant names of the witnesses of the log's last final checkpoint.
-fn final_cosigners(checkpoint: &Value) -> Vec<String> {
-    checkpoint["last_final"]["cosigned_by"]
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|name| name.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Checks the witnesses and the quorum of a policy before any key is fetched.
 fn check_witness_names(log_name: &str, names: &[String], quorum: usize) -> anyhow::Result<()> {
     if names.is_empty() {
-        bail!(
-            "{log_name} has no final checkpoint yet, so no witness is known; wait until its \
-             witnesses cosign, or name them with --witness"
-        );
+        bail!("no witness is named for the log of {log_name}; name them with --witness");
     }
     for (index, name) in names.iter().enumerate() {
         if name == log_name {
@@ -226,7 +226,7 @@ pub async fn policy(
     node: &Path,
     log_name: &str,
     witnesses: &[String],
-    quorum: usize,
+    quorum: Option<usize>,
     file: Option<&Path>,
     out: &Output,
 ) -> anyhow::Result<()> {

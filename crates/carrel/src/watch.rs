@@ -81,7 +81,8 @@ pub async fn watch(node: &Path, options: WatchOptions, out: &Output) -> anyhow::
     let reader = AuditReader::open(node)?;
     if let Some(own) = options.logs.iter().find(|name| *name == reader.name()) {
         bail!(
-            "{own} is this node; watch other participants' logs, and check this node's own              log with `carrel audit verify`"
+            "{own} is this node; watch other participants' logs, and check this node's own \
+             log with `carrel audit verify`"
         );
     }
     let mut logs: Vec<Watched> = options

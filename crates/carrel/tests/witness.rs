@@ -372,3 +372,86 @@ fn rolled_back_log_raises_an_alarm() {
     let status = get(&cluster, &cluster.consumer, "/admin/status");
     assert_eq!(status["witness_alarms"].as_u64(), Some(1), "{status}");
 }
+
+/// Sends an `add-checkpoint` request to the exchange as `from`, and returns the status of
+/// a rejection.
+fn submit_as(cluster: &Cluster, from: &NodeProcess, request: &str) -> Result<Value, u16> {
+    let identity = Arc::new(NodeIdentity::load(&from.name, from.dir.join("identity.key")).unwrap());
+    let exchange = &cluster.exchange;
+    let peer = Peer::new("exchange", &exchange.endpoint(), key_of_net(exchange)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let body = serde_json::json!({ "request": request });
+    match runtime.block_on(PeerClient::new(identity).post_json(
+        &peer,
+        "/witness/add-checkpoint",
+        &body,
+    )) {
+        Ok(response) => Ok(response.body),
+        Err(carrel_net::PeerError::Rejected { status, .. }) => Err(status.as_u16()),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+fn key_of_net(node: &NodeProcess) -> carrel_net::PublicKey {
+    NodeIdentity::load(&node.name, node.dir.join("identity.key"))
+        .unwrap()
+        .public_key()
+}
+
+#[test]
+fn stale_or_foreign_checkpoints_raise_no_alarm() {
+    let cluster = Cluster::start();
+    let agreement = cluster.agreement(
+        &regions_csv(),
+        &regions_description(),
+        &regions_policy(10.0, 3600),
+        "research",
+    );
+    let sql = "SELECT region, COUNT(*) FROM regions GROUP BY region";
+    assert!(cluster.query(&agreement, sql, Some(0.2)).0);
+    let size = get(&cluster, &cluster.provider, "/audit/checkpoint")["tree_size"]
+        .as_u64()
+        .unwrap();
+    wait_for_final(&cluster, &cluster.provider, size);
+    let stored = get(&cluster, &cluster.provider, "/audit/checkpoint");
+    let stored_size = stored["tree_size"].as_u64().unwrap();
+
+    // An older checkpoint of the honest provider, as a late request would bring it: the
+    // exchange refuses it with 409 and raises no alarm, because the provider proves it
+    // consistent with the one the exchange cosigned.
+    let conn = rusqlite::Connection::open(cluster.provider.dir.join("node.db")).unwrap();
+    let old_note: String = conn
+        .query_row(
+            "SELECT note FROM audit_checkpoints WHERE tree_size = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stale = format!("old {stored_size}\n\n{old_note}");
+    assert_eq!(
+        submit_as(&cluster, &cluster.provider, &stale).unwrap_err(),
+        400
+    );
+    let stale = format!("old 1\n\n{old_note}");
+    assert_eq!(
+        submit_as(&cluster, &cluster.provider, &stale).unwrap_err(),
+        409
+    );
+    assert!(alarms(&cluster.exchange, "provider").is_empty());
+
+    // The consumer cannot submit the provider's log, even signed with its own key.
+    let pem = std::fs::read_to_string(cluster.consumer.dir.join("identity.key")).unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let forged = NoteSigner::ed25519("carrel.local/provider", key).unwrap();
+    let checkpoint = carrel_ledger::Checkpoint::new(
+        "carrel.local/provider",
+        0,
+        carrel_ledger::merkle::EMPTY_ROOT,
+    )
+    .unwrap();
+    let request = format!("old 0\n\n{}", checkpoint.sign(&forged));
+    assert_eq!(
+        submit_as(&cluster, &cluster.consumer, &request).unwrap_err(),
+        403
+    );
+}
