@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use carrel_ledger::{CosignatureVerifier, NoteVerifier, Policy, Receipt};
-use common::{Cluster, carrel_exe, fails, ok, regions_csv, regions_description, regions_policy};
+use common::{Cluster, carrel_exe, fails, ok};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
@@ -73,12 +73,7 @@ fn write(folder: &Path, name: &str, contents: &str) -> String {
 #[test]
 fn receipts_verify_offline_and_reject_tampering() {
     let cluster = Cluster::start();
-    let agreement = cluster.agreement(
-        &regions_csv(),
-        &regions_description(),
-        &regions_policy(10.0, 3600),
-        "research",
-    );
+    let agreement = cluster.regions_agreement();
     let (success, response) = cluster.query(
         &agreement,
         "SELECT region, COUNT(*) FROM regions GROUP BY region",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use carrel_ledger::{AuditLog, CosignatureVerifier, NoteSigner, NoteVerifier, open_cosigned};
 use carrel_net::{NodeIdentity, Peer, PeerClient};
-use common::{Cluster, NodeProcess, regions_csv, regions_description, regions_policy};
+use common::{Cluster, NodeProcess};
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use serde_json::Value;
@@ -76,12 +76,7 @@ fn wait_for_final(cluster: &Cluster, node: &NodeProcess, size: u64) -> Value {
 #[test]
 fn checkpoints_are_cosigned_by_the_parties() {
     let cluster = Cluster::start();
-    let agreement = cluster.agreement(
-        &regions_csv(),
-        &regions_description(),
-        &regions_policy(10.0, 3600),
-        "research",
-    );
+    let agreement = cluster.regions_agreement();
     let (success, response) = cluster.query(
         &agreement,
         "SELECT region, COUNT(*) FROM regions GROUP BY region",
@@ -214,12 +209,7 @@ fn alarms(node: &NodeProcess, log: &str) -> Vec<Value> {
 #[test]
 fn rewritten_log_is_caught_by_its_witnesses() {
     let mut cluster = Cluster::start();
-    let agreement = cluster.agreement(
-        &regions_csv(),
-        &regions_description(),
-        &regions_policy(10.0, 3600),
-        "research",
-    );
+    let agreement = cluster.regions_agreement();
     let sql = "SELECT region, COUNT(*) FROM regions GROUP BY region";
     for _ in 0..3 {
         assert!(cluster.query(&agreement, sql, Some(0.2)).0);
@@ -326,12 +316,7 @@ fn rewritten_log_is_caught_by_its_witnesses() {
 #[test]
 fn rolled_back_log_raises_an_alarm() {
     let mut cluster = Cluster::start();
-    let agreement = cluster.agreement(
-        &regions_csv(),
-        &regions_description(),
-        &regions_policy(10.0, 3600),
-        "research",
-    );
+    let agreement = cluster.regions_agreement();
     let sql = "SELECT region, COUNT(*) FROM regions GROUP BY region";
     assert!(cluster.query(&agreement, sql, Some(0.2)).0);
     let size = get(&cluster, &cluster.provider, "/audit/checkpoint")["tree_size"]
@@ -401,12 +386,7 @@ fn key_of_net(node: &NodeProcess) -> carrel_net::PublicKey {
 #[test]
 fn stale_or_foreign_checkpoints_raise_no_alarm() {
     let cluster = Cluster::start();
-    let agreement = cluster.agreement(
-        &regions_csv(),
-        &regions_description(),
-        &regions_policy(10.0, 3600),
-        "research",
-    );
+    let agreement = cluster.regions_agreement();
     let sql = "SELECT region, COUNT(*) FROM regions GROUP BY region";
     assert!(cluster.query(&agreement, sql, Some(0.2)).0);
     let size = get(&cluster, &cluster.provider, "/audit/checkpoint")["tree_size"]

@@ -278,6 +278,17 @@ impl Cluster {
         signed["agreement"]["@id"].as_str().unwrap().to_owned()
     }
 
+    /// Publishes the regions table under a policy with a budget of 10 and returns the
+    /// consumer's agreement for research on it.
+    pub fn regions_agreement(&self) -> String {
+        self.agreement(
+            &regions_csv(),
+            &regions_description(),
+            &regions_policy(10.0, 3600),
+            "research",
+        )
+    }
+
     /// Runs a query as the consumer.
     pub fn query(&self, agreement: &str, sql: &str, epsilon: Option<f64>) -> (bool, Value) {
         let consumer = self.consumer.arg();
