@@ -41,9 +41,9 @@ pub fn dataset_entry(product: &Product, endpoint: &str) -> Value {
                     { "odrl:leftOperand": "odrl:purpose", "odrl:operator": "odrl:isAnyOf",
                       "odrl:rightOperand": policy.purposes },
                     { "odrl:leftOperand": "odrl:dateTime", "odrl:operator": "odrl:gteq",
-                      "odrl:rightOperand": policy.valid_from.to_string() },
+                      "odrl:rightOperand": rfc3339(policy.valid_from) },
                     { "odrl:leftOperand": "odrl:dateTime", "odrl:operator": "odrl:lt",
-                      "odrl:rightOperand": policy.valid_until.to_string() },
+                      "odrl:rightOperand": rfc3339(policy.valid_until) },
                     { "odrl:leftOperand": "odrl:count", "odrl:operator": "odrl:lteq",
                       "odrl:rightOperand": policy.max_queries },
                     { "odrl:leftOperand": "odrl:spatial", "odrl:operator": "odrl:isAnyOf",
@@ -57,4 +57,11 @@ pub fn dataset_entry(product: &Product, endpoint: &str) -> Value {
         }],
         "carrel:product": product,
     })
+}
+
+/// Formats an instant as RFC 3339 (ISO 8601), as ODRL date operands are written.
+fn rfc3339(instant: time::OffsetDateTime) -> String {
+    instant
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| instant.to_string())
 }

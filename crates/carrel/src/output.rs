@@ -115,17 +115,22 @@ impl Output {
         println!(
             "{} product(s) listed by {}",
             entries.len(),
-            catalog["dct:publisher"]
+            catalog["dct:publisher"].as_str().unwrap_or("?")
         );
         for entry in entries {
             let product = &entry["carrel:product"];
+            // Prices are in minor units (cents for USD).
+            let minor = product["policy"]["price_per_query"]["amount_minor"]
+                .as_u64()
+                .unwrap_or(0);
             println!(
-                "  offer {}  {}  by {}  purposes {}  price {} {} per query",
+                "  offer {}  {}  by {}  purposes {}  price {}.{:02} {} per query",
                 product["offer_id"].as_str().unwrap_or("?"),
                 product["title"].as_str().unwrap_or("?"),
                 product["provider"].as_str().unwrap_or("?"),
                 product["policy"]["purposes"],
-                product["policy"]["price_per_query"]["amount_minor"],
+                minor / 100,
+                minor % 100,
                 product["policy"]["price_per_query"]["currency"]
                     .as_str()
                     .unwrap_or("?"),
