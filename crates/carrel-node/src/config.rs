@@ -98,11 +98,15 @@ impl NodeDir {
     pub fn load_config(&self) -> NodeResult<NodeConfig> {
         let path = self.config();
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            NodeError::Io(format!(
-                "cannot read {}: {e}; run `carrel init {}` first",
-                path.display(),
-                self.0.display()
-            ))
+            // The `carrel` commands act on the current folder when --node is not given.
+            let hint = if self.0.as_os_str() == "." {
+                "give the node folder with --node DIR (or CARREL_NODE), or run `carrel init .` \
+                 to make this folder a node"
+                    .to_owned()
+            } else {
+                format!("run `carrel init {}` first", self.0.display())
+            };
+            NodeError::Io(format!("cannot read {}: {e}; {hint}", path.display()))
         })?;
         serde_json::from_str(&text).map_err(|e| {
             NodeError::Io(format!(

@@ -116,10 +116,9 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         } => {
             let client = AdminClient::open(&node.node)?;
             let body = json!({ "dataset": dataset, "title": title, "policy": read_json::<carrel_model::UsagePolicy>(&policy, "policy")? });
-            out.value(
-                "product listed",
-                &client.post("/admin/products", body).await?,
-            );
+            let listed = client.post("/admin/products", body).await?;
+            let offer = listed["odrl:hasPolicy"][0]["@id"].as_str().unwrap_or("?");
+            out.value(&format!("product listed with offer {offer}"), &listed);
         }
         Command::Catalog { node } => {
             let client = AdminClient::open(&node.node)?;
@@ -132,7 +131,8 @@ pub async fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         } => {
             let client = AdminClient::open(&node.node)?;
             let agreement = negotiate(&client, &offer, &purpose, out).await?;
-            out.value("agreement finalized", &agreement);
+            let id = agreement["agreement"]["@id"].as_str().unwrap_or("?");
+            out.value(&format!("agreement {id} finalized"), &agreement);
         }
         Command::Agreement { node, id } => {
             let client = AdminClient::open(&node.node)?;

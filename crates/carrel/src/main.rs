@@ -576,6 +576,7 @@ async fn serve(dir: PathBuf) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,carrel=debug".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     carrel_node::serve(NodeDir::new(&dir), shutdown_signal())
         .await
