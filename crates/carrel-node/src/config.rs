@@ -45,7 +45,8 @@ pub struct NodeConfig {
     pub witness_quorum: usize,
 }
 
-/// One witness's cosignature makes a checkpoint final unless `node.json` says otherwise.
+/// Returns the default quorum: one witness's cosignature makes a checkpoint final unless
+/// `node.json` sets `witness_quorum`.
 pub const fn default_witness_quorum() -> usize {
     1
 }

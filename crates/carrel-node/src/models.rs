@@ -185,7 +185,7 @@ pub fn load_checkpoint(store: &Store, job: &str) -> NodeResult<Option<Value>> {
     store.read(|conn| load_checkpoint_in(conn, job))
 }
 
-/// Loads a training job's last checkpoint as the connection `conn` sees it.
+/// Loads a training job's last checkpoint through the connection `conn`.
 ///
 /// # Errors
 ///

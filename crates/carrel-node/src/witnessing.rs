@@ -15,12 +15,12 @@
 //! participant signed it, under an origin that ends with the participant's name. It
 //! cosigns a larger checkpoint only with a consistency proof from the last one it
 //! cosigned, and saves the new tree head in a compare-and-swap before it responds, so that
-//! a crash cannot roll it back. A rollback (a smaller checkpoint that the log cannot prove
-//! consistent with the stored one) or a fork (the same size with another root, or a larger
-//! tree that no proof from the log links to the stored head) raises an alarm, at most 16
-//! per log: an error in the node's log, a count in `GET /admin/status`, a row in
-//! `witness_alarms` with the offending note as evidence, and a `witness.alarm` entry in
-//! the witness's own audit log.
+//! a crash cannot roll it back. A rollback is a smaller checkpoint that the log cannot
+//! prove consistent with the stored one. A fork is the same size with another root, or a
+//! larger tree that no proof from the log links to the stored head. Either raises an
+//! alarm, at most 16 per log: an error in the node's log, a count in `GET /admin/status`,
+//! a row in `witness_alarms` with the offending note as evidence, and a `witness.alarm`
+//! entry in the witness's own audit log.
 //!
 //! As a log, a node submits its latest checkpoint to each of its witnesses every
 //! [`SUBMIT_INTERVAL`]: the exchange and the other party of each of its agreements, and,
@@ -629,7 +629,7 @@ async fn submit_to(
             })
         }
         Err(NodeError::Remote { code, .. }) if code == "conflict" || code == "not_found" => {
-            let path = format!("/witness/logs?origin={}", urlencode(&node.config.origin));
+            let path = format!("/witness/logs?origin={}", query_value(&node.config.origin));
             let stored = match node.get(witness, &path).await {
                 Ok(stored) => stored["tree_size"].as_i64(),
                 Err(NodeError::Remote { code, .. }) if code == "not_found" => Some(0),
@@ -684,15 +684,15 @@ async fn check_cosignature(
     Ok(format!("{line}\n"))
 }
 
-/// Encodes a query value: letters, digits and `-._~` stay, every other byte is
-/// percent-encoded.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Percent-encodes a query value, keeping only the unreserved characters of RFC 3986.
+pub fn query_value(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

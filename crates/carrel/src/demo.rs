@@ -258,8 +258,8 @@ async fn story(base: &Path, dirs: &Dirs, report: &mut Report<'_>) -> anyhow::Res
 const RECEIPT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Fetches a receipt of every entry the office logged about the agreement, once its
-/// witnesses have cosigned a checkpoint that contains them all, and checks each one with
-/// nothing but the receipt and the policy built from the keys the institute trusts.
+/// witnesses have cosigned a checkpoint that contains them all. Each receipt is checked
+/// with nothing but itself and the policy built from the keys the institute trusts.
 async fn receipts(
     base: &Path,
     dirs: &Dirs,

@@ -78,7 +78,10 @@ pub async fn write_receipts(
     let listed = reader
         .fetch(
             peer,
-            &format!("/audit/entries?agreement={}", query_value(agreement)),
+            &format!(
+                "/audit/entries?agreement={}",
+                carrel_node::witnessing::query_value(agreement)
+            ),
         )
         .await?;
     let entries = listed_entries(&listed)?;
@@ -195,19 +198,6 @@ pub fn decode_hash(value: &Value) -> anyhow::Result<Hash> {
     bytes
         .try_into()
         .map_err(|_| anyhow!("proof hash {text:?} is not 32 bytes"))
-}
-
-/// Percent-encodes a query value, keeping only the unreserved characters of RFC 3986.
-fn query_value(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 fn print_receipts(

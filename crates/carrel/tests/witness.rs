@@ -170,9 +170,10 @@ fn rewrite_log(node: &NodeProcess, keep: u64, forged: u64) {
     let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
     let origin = format!("carrel.local/{}", node.name);
     let signer = NoteSigner::ed25519(&origin, key).unwrap();
+
     let mut conn = rusqlite::Connection::open(node.dir.join("node.db")).unwrap();
     let tx = conn.transaction().unwrap();
-    let kept: Vec<Vec<u8>> = (0..keep)
+    let kept_entries: Vec<Vec<u8>> = (0..keep)
         .map(|index| AuditLog::entry(&tx, index).unwrap())
         .collect();
     let tables: Vec<String> = {
@@ -187,7 +188,7 @@ fn rewrite_log(node: &NodeProcess, keep: u64, forged: u64) {
     }
     tx.execute("UPDATE audit_frontier SET nodes = x''", [])
         .unwrap();
-    for entry in &kept {
+    for entry in &kept_entries {
         AuditLog::append(&tx, entry).unwrap();
     }
     for index in 0..forged {

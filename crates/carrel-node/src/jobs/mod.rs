@@ -336,7 +336,7 @@ fn find(store: &Store, id: &str) -> NodeResult<Option<JobView>> {
     store.read(|c| find_in(c, id))
 }
 
-/// Returns job `id` as the connection `conn` sees it, inside its transaction.
+/// Returns job `id` as read through the connection `conn`, inside its transaction.
 ///
 /// # Errors
 ///

@@ -16,7 +16,7 @@
 //! opens and closes, only the host fetches its seed and corrections. The session and its
 //! seeds end when the guest closes it, when either party ends the job (`POST
 //! /jobs/{id}/abort`), or when a request of the host fails its checks. A session idle for
-//! 15 minutes is dropped when a guest opens another; its job stays running, and the guest
+//! 15 minutes is dropped when a guest opens another. Its job stays running, so the guest
 //! may open it again to resume.
 //!
 //! A training resumes with a new session of the same job: the guest opens it again, with

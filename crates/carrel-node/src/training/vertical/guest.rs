@@ -265,7 +265,7 @@ const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// First pause between two attempts to resume; it doubles up to [`RESUME_RETRY_MAX`].
 const RESUME_RETRY: Duration = Duration::from_millis(250);
 
-/// Longest pause between two attempts to resume.
+/// Maximum pause between two attempts to resume.
 const RESUME_RETRY_MAX: Duration = Duration::from_secs(4);
 
 /// Returns whether a failed attempt to resume may succeed later: the host or the exchange
@@ -278,7 +278,7 @@ fn may_come_back(error: &NodeError) -> bool {
     }
 }
 
-/// What the guest saves when the rows are aligned, to resume the training.
+/// The guest's saved setup, written when the rows are aligned, from which it resumes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct GuestSetup {
     request: StartTraining,
@@ -455,7 +455,7 @@ impl GuestRun {
     }
 
     /// Trains, resuming whenever the host or the dealer is lost, then evaluates the model
-    /// and registers the guest's part. `start` holds the seed and the transcript of a
+    /// and registers the guest's part. `start` contains the seed and the transcript of a
     /// training that starts at its first epoch.
     async fn complete(
         &self,
@@ -532,8 +532,8 @@ impl GuestRun {
                     RESUME_WAIT.as_secs()
                 )));
             }
-            // A host that answers has lost the dealer, so the next attempt opens a fresh
-            // session; a host that cannot be reached has not used this one.
+            // A host that responds has lost the dealer, so the next attempt opens a fresh
+            // session. A host that cannot be reached has not used this one.
             if matches!(error, NodeError::Remote { .. }) {
                 seed = None;
             }

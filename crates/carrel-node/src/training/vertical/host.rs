@@ -101,7 +101,7 @@ struct Alignment {
     test: BTreeMap<String, usize>,
 }
 
-/// What the host saves when the rows are aligned, to resume the training.
+/// The host's saved setup, written when the rows are aligned, from which it resumes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HostSetup {
     alignment: Alignment,
@@ -335,6 +335,19 @@ fn step_result<T>(
     result
 }
 
+/// Runs a step that needs no other await on the state of `job`'s run, and ends the job
+/// when the step fails.
+async fn locked_step<T>(
+    node: &Arc<Node>,
+    signer: &str,
+    job: &str,
+    step: impl FnOnce(&mut HostState) -> NodeResult<T>,
+) -> NodeResult<T> {
+    let run = checked_run(node, signer, job)?;
+    let result = step(&mut *run.state.lock().await);
+    step_result(node, &run, signer, job, result)
+}
+
 /// Returns the set intersection of a run that has not aligned its rows yet.
 fn psi_of(state: &mut HostState) -> NodeResult<&mut PsiParty> {
     state.psi.as_mut().ok_or_else(|| {
@@ -353,19 +366,16 @@ pub async fn guest_elements(
     job: &str,
     batch: Elements,
 ) -> NodeResult<Value> {
-    let run = checked_run(&node, signer, job)?;
-    let result = async {
-        let mut state = run.state.lock().await;
+    let answer = locked_step(&node, signer, job, |state| {
         let bytes = decode(&batch.points)?;
-        let answer = psi_of(&mut state)?
+        let answer = psi_of(state)?
             .answer_peer(batch.start as usize, &bytes)
             .map_err(|e| NodeError::BadRequest(e.to_string()))?;
         state.transcript.append(b"guest-elements", &bytes);
         state.transcript.append(b"guest-elements-doubled", &answer);
         Ok(answer)
-    }
-    .await;
-    let answer = step_result(&node, &run, signer, job, result)?;
+    })
+    .await?;
     Ok(json!(Elements {
         start: batch.start,
         points: encode(&answer)
@@ -383,12 +393,10 @@ pub async fn host_elements(
     job: &str,
     request: Elements,
 ) -> NodeResult<Value> {
-    let run = checked_run(&node, signer, job)?;
-    let result = async {
-        let mut state = run.state.lock().await;
+    let points = locked_step(&node, signer, job, |state| {
         let start = request.start as usize;
         let (next_own, batch) = (state.next_own, state.batch);
-        let psi = psi_of(&mut state)?;
+        let psi = psi_of(state)?;
         let len = psi.len();
         if start != next_own || (start >= len && len > 0) {
             return Err(NodeError::BadRequest(format!(
@@ -399,9 +407,8 @@ pub async fn host_elements(
         state.next_own += points.len() / 32;
         state.transcript.append(b"host-elements", &points);
         Ok(points)
-    }
-    .await;
-    let points = step_result(&node, &run, signer, job, result)?;
+    })
+    .await?;
     Ok(json!(Elements {
         start: request.start,
         points: encode(&points)
@@ -419,18 +426,15 @@ pub async fn host_doubled(
     job: &str,
     batch: Elements,
 ) -> NodeResult<Value> {
-    let run = checked_run(&node, signer, job)?;
-    let result = async {
-        let mut state = run.state.lock().await;
+    locked_step(&node, signer, job, |state| {
         let bytes = decode(&batch.points)?;
-        psi_of(&mut state)?
+        psi_of(state)?
             .take_own_doubled(&bytes)
             .map_err(|e| NodeError::BadRequest(e.to_string()))?;
         state.transcript.append(b"host-doubled", &bytes);
         Ok(())
-    }
-    .await;
-    step_result(&node, &run, signer, job, result)?;
+    })
+    .await?;
     Ok(json!({}))
 }
 
@@ -569,9 +573,9 @@ fn train_features(features: &[f64], setup: &HostSetup) -> Vec<f64> {
 }
 
 /// Resumes the training at the guest's request, from the latest epoch for which both
-/// parties hold the same history: rebuilds the rows from the dataset and the saved
-/// alignment, fetches the host's new seed from the exchange and starts the party from its
-/// shares at that epoch. A run this process still holds is replaced.
+/// parties have the same history. The host rebuilds its rows from the dataset and the saved
+/// alignment, fetches its new seed from the exchange and starts the party from its shares
+/// at that epoch. A run this process still has is replaced.
 ///
 /// # Errors
 ///
@@ -642,7 +646,7 @@ async fn resume_run(
         ))
     })?;
     resume::check_resumes(&saved, job)?;
-    // A run this process still holds waits for a guest that has restarted.
+    // A run this process still has waits for a guest that has restarted.
     HOSTS.take(node, job);
     let mark = resume::common_mark(&saved.marks, &request.marks)?.clone();
     let checkpoint = mark.checkpoint()?;
@@ -871,9 +875,7 @@ pub async fn reply(
     job: &str,
     request: ReplyRequest,
 ) -> NodeResult<Value> {
-    let run = checked_run(&node, signer, job)?;
-    let result = async {
-        let state = run.state.lock().await;
+    let piece = locked_step(&node, signer, job, |state| {
         let last = state.seq.checked_sub(1);
         let piece = state.outgoing.get(request.part as usize);
         match (last, piece) {
@@ -889,9 +891,8 @@ pub async fn reply(
                 request.part, request.seq
             ))),
         }
-    }
-    .await;
-    let piece = step_result(&node, &run, signer, job, result)?;
+    })
+    .await?;
     Ok(json!(piece))
 }
 

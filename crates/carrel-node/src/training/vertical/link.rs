@@ -39,7 +39,7 @@ impl SharedTranscript {
         self.lock().hash()
     }
 
-    /// Returns a copy of the transcript as it stands.
+    /// Returns a copy of the transcript so far.
     pub(super) fn snapshot(&self) -> Transcript {
         self.lock().clone()
     }
@@ -190,7 +190,7 @@ impl Channel for PartyEnd {
     }
 }
 
-/// How the host's party ended without an outcome.
+/// The end of a host party that produced no outcome.
 pub(super) struct Ended {
     message: String,
     /// True when the party lost the dealer and the guest may resume the training.
@@ -301,7 +301,7 @@ impl Bridge {
     }
 }
 
-/// What the host's party thread starts from.
+/// The starting point of the host's party thread.
 pub(super) struct PartyStart {
     pub plan: Plan,
     pub seed: Seed,

@@ -37,9 +37,9 @@
 //! then fails the job. A host whose node restarted keeps its job running and waits for the
 //! guest; the exchange keeps its dealer job running the same way. A resume is recorded as
 //! `vertical.resumed` in both parties' logs, and the results count the resumes. Both
-//! parties refuse a ninth resume, so that a guest cannot train again and again for one
-//! use of the agreement, and the host's run that a resumed run replaced can no longer end
-//! the job or draw corrections: its requests carry an older run number and an older
+//! parties reject a ninth resume, so that a guest cannot train again and again for one
+//! use of the agreement. A host run that a resumed run replaced can no longer end the job
+//! or draw corrections, because its requests carry an older run number and an older
 //! serving number of the dealer's seed.
 //!
 //! NOTE: a host or dealer job whose guest never returns stays running; the guest's abort

@@ -17,9 +17,9 @@
 //!
 //! The steps of the epoch after the mark run again with fresh correlated randomness and
 //! the same shares, so every message of the repeated steps is masked afresh and no mask or
-//! triple is used twice. The only values a party sees again are the loss and the early
-//! stopping decision, recomputed from the same shares: they differ from the first run's by
-//! the truncation error at most. A training resumes at most [`MAX_RESUMES`] times.
+//! triple is used twice. The only values opened to a party again are the loss and the early
+//! stopping decision. They are recomputed from the same shares, so they differ from the
+//! first run's by the truncation error at most. A training resumes at most [`MAX_RESUMES`] times.
 
 use carrel_learn::vertical::Checkpoint;
 use carrel_mpc::transcript::Transcript;
